@@ -1,0 +1,100 @@
+"""advmnist: train, attack, defend and report on MNIST-class classifiers, with numbers you can trust.
+
+    >>> import advmnist
+    >>> train, test = advmnist.load_mnist("train"), advmnist.load_mnist("test")
+    >>> model = advmnist.create_model("seed-cnn")
+    >>> advmnist.train(model, (train.x, train.y), (test.x, test.y), advmnist.TrainConfig(epochs=1))
+    >>> advmnist.evaluate(model, test.x, test.y, attack="fgsm", epsilons=[0.1, 0.3])
+
+Names are imported on first use, so `import advmnist` is fast and `advmnist.reporting` works
+without torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "advmnist.attacks": ["FGSM", "PGD", "Attack", "AttackResult", "Threat", "create_attack", "list_attacks"],
+    "advmnist.config": ["StudyConfig", "load_config"],
+    "advmnist.data": ["DatasetSpec", "fetch_mnist", "load_mnist"],
+    "advmnist.errors": ["AdvmnistError", "CheckpointError", "ConfigError", "DataError", "RunDirError"],
+    "advmnist.evaluation": ["EvalResult", "accuracy", "evaluate", "parse_eps"],
+    "advmnist.models": ["create_model", "import_pth", "list_models", "load_model", "save_model"],
+    "advmnist.reporting": ["build_report"],
+    "advmnist.study": ["run_study"],
+    "advmnist.tasks": ["evaluate_checkpoint", "train_model"],
+    "advmnist.training": ["TrainConfig", "fit"],
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+_WHERE["train"] = "advmnist.training"  # `advmnist.train(...)` is `fit`
+
+__all__ = [
+    "AdvmnistError",
+    "Attack",
+    "AttackResult",
+    "CheckpointError",
+    "ConfigError",
+    "DataError",
+    "DatasetSpec",
+    "EvalResult",
+    "FGSM",
+    "PGD",
+    "RunDirError",
+    "StudyConfig",
+    "Threat",
+    "TrainConfig",
+    "accuracy",
+    "build_report",
+    "create_attack",
+    "create_model",
+    "evaluate",
+    "evaluate_checkpoint",
+    "fetch_mnist",
+    "fit",
+    "import_pth",
+    "list_attacks",
+    "list_models",
+    "load_config",
+    "load_mnist",
+    "load_model",
+    "parse_eps",
+    "run_study",
+    "save_model",
+    "train",
+    "train_model",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("advmnist")
+        except PackageNotFoundError:
+            return "0+unknown"
+    if name not in _WHERE:
+        raise AttributeError(f"module 'advmnist' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), "fit" if name == "train" else name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:
+    from advmnist.attacks import FGSM, PGD, Attack, AttackResult, Threat, create_attack, list_attacks
+    from advmnist.config import StudyConfig, load_config
+    from advmnist.data import DatasetSpec, fetch_mnist, load_mnist
+    from advmnist.errors import AdvmnistError, CheckpointError, ConfigError, DataError, RunDirError
+    from advmnist.evaluation import EvalResult, accuracy, evaluate, parse_eps
+    from advmnist.models import create_model, import_pth, list_models, load_model, save_model
+    from advmnist.reporting import build_report
+    from advmnist.study import run_study
+    from advmnist.tasks import evaluate_checkpoint, train_model
+    from advmnist.training import TrainConfig, fit
+    from advmnist.training import fit as train

@@ -1,0 +1,5 @@
+"""`python -m advmnist` is the `advmnist` command."""
+
+from advmnist.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,177 @@
+"""The attack contract, enforced once here so no attack can forget it.
+
+An attack holds hyperparameters, never a model. `Attack.__call__` / `Attack.sweep` validate the
+inputs, put the model in eval mode and freeze its weights (both restored in `finally`, also when the
+attack raises), run the subclass's `_perturb`, project onto the eps-ball and clamp to the bounds,
+check the norm bound, compute success under `no_grad` in fp32, and count forward/backward passes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from advmnist.attacks.norms import Threat
+
+Tensor = torch.Tensor
+_NORM_TOLERANCE = 1e-6
+
+
+@dataclass(frozen=True)
+class AttackResult:
+    """Adversarial points and what they did. `success[i]` is `pred[i] != y[i]`."""
+
+    x_adv: Tensor  # (B, C, H, W) in bounds, within eps of x
+    pred: Tensor  # (B,) argmax of the fp32 logits at x_adv
+    success: Tensor  # (B,) bool
+    distance: Tensor  # (B,) perturbation size in the threat's norm
+    threat: Threat
+    seed: int
+    forwards: int  # forward passes over the batch, counted per image-batch call
+    backwards: int
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and frozen weights inside; every submodule's own mode and flag restored after."""
+    modes = [(m, m.training) for m in model.modules()]
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        model.eval()
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield model
+    finally:
+        for m, training in modes:
+            m.training = training
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+class Oracle:
+    """The model as an attack sees it: counted logits and input gradients, nothing else.
+
+    Gradients are taken with `torch.autograd.grad` with respect to the input only, so parameter
+    `.grad` is never touched. `autocast` (e.g. `torch.bfloat16`) speeds up the search; success is
+    always decided in fp32 by the base class.
+    """
+
+    def __init__(self, model: nn.Module, autocast: torch.dtype | None = None) -> None:
+        self.model = model
+        self.autocast = autocast
+        self.forwards = 0
+        self.backwards = 0
+
+    def _forward(self, x: Tensor) -> Tensor:
+        self.forwards += 1
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        if self.autocast is None:
+            return self.model(x)
+        with torch.autocast(device_type=x.device.type, dtype=self.autocast):
+            return self.model(x).float()
+
+    @torch.no_grad()
+    def logits(self, x: Tensor) -> Tensor:
+        return self._forward(x)
+
+    def loss_grad(self, x: Tensor, y: Tensor, loss: str = "ce") -> tuple[Tensor, Tensor]:
+        """Per-sample loss (B,) and its gradient with respect to x, plus nothing else."""
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = self._forward(x)
+            if loss != "ce":
+                raise ValueError(f"unknown loss {loss!r}")
+            per_sample = F.cross_entropy(logits, y, reduction="none")
+            (grad,) = torch.autograd.grad(per_sample.sum(), x)
+        self.backwards += 1
+        return per_sample.detach(), grad.detach()
+
+
+@dataclass(frozen=True)
+class Attack:
+    """Base class of every attack: subclasses implement `_perturb` (or `_perturb_sweep`)."""
+
+    name: ClassVar[str] = "attack"
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, threat: Threat, *, seed: int = 0) -> AttackResult:
+        if not isinstance(threat, Threat):
+            raise TypeError(f"threat must be a Threat, got {type(threat).__name__}")
+        return self.sweep(model, x, y, threat, [threat.eps], seed=seed)[0]
+
+    def sweep(
+        self, model: nn.Module, x: Tensor, y: Tensor, threat: Threat, epsilons: Sequence[float], *, seed: int = 0
+    ) -> list[AttackResult]:
+        """Attack the same points at several budgets (sharing work where the attack allows)."""
+        self._check_inputs(model, x, y, threat)
+        threats = [threat.with_eps(float(eps)) for eps in epsilons]
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+        with eval_mode(model):
+            oracle = self._oracle(model)
+            x = x.detach()
+            raw = self._perturb_sweep(oracle, x, y, threats, generator)
+            return [self._finish(oracle, x, y, t, x_adv, seed) for t, x_adv in zip(threats, raw, strict=True)]
+
+    def generate(self, model: nn.Module, x: Tensor, y: Tensor, threat: Threat, *, seed: int = 0) -> Tensor:
+        """Only the adversarial points (same contract, no success check): for training loops."""
+        self._check_inputs(model, x, y, threat)
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+        with eval_mode(model):
+            x = x.detach()
+            x_adv = self._perturb_sweep(self._oracle(model), x, y, [threat], generator)[0]
+            return self._project(x, x_adv, threat)[0]
+
+    def _oracle(self, model: nn.Module) -> Oracle:
+        return Oracle(model)
+
+    def _perturb(self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, generator: torch.Generator) -> Tensor:
+        raise NotImplementedError
+
+    def _perturb_sweep(
+        self, oracle: Oracle, x: Tensor, y: Tensor, threats: list[Threat], generator: torch.Generator
+    ) -> list[Tensor]:
+        return [self._perturb(oracle, x, y, t, generator) for t in threats]
+
+    @staticmethod
+    def _check_inputs(model: nn.Module, x: Tensor, y: Tensor, threat: Threat) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(threat, Threat):
+            raise TypeError(f"threat must be a Threat, got {type(threat).__name__}")
+        if not torch.is_floating_point(x) or x.dim() < 2:
+            raise ValueError(f"x must be a float tensor (B, ...), got {x.dtype} {tuple(x.shape)}")
+        if y.dtype != torch.long or y.shape != x.shape[:1]:
+            raise ValueError(f"y must be int64 of shape ({x.shape[0]},), got {y.dtype} {tuple(y.shape)}")
+        low, high = threat.bounds
+        if x.numel() and (x.min() < low - _NORM_TOLERANCE or x.max() > high + _NORM_TOLERANCE):
+            raise ValueError(f"x must lie in the bounds {threat.bounds}, got [{x.min():.4g}, {x.max():.4g}]")
+
+    def _project(self, x: Tensor, x_adv: Tensor, threat: Threat) -> tuple[Tensor, Tensor]:
+        """Project onto the eps-ball and clamp to the bounds; check the budget holds."""
+        ops = threat.ops
+        x_adv = (x + ops.project(x_adv.detach() - x, threat.eps)).clamp(*threat.bounds)
+        distance = ops.distance(x_adv, x)
+        if distance.numel() and distance.max() > threat.eps + _NORM_TOLERANCE:
+            raise RuntimeError(f"{self.name}: perturbation {distance.max():.6g} exceeds eps {threat.eps}")
+        return x_adv, distance
+
+    def _finish(self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, x_adv: Tensor, seed: int) -> AttackResult:
+        x_adv, distance = self._project(x, x_adv, threat)
+        fp32 = Oracle(oracle.model)
+        pred = fp32.logits(x_adv).argmax(dim=1)
+        return AttackResult(
+            x_adv=x_adv,
+            pred=pred,
+            success=pred != y,
+            distance=distance,
+            threat=threat,
+            seed=seed,
+            forwards=oracle.forwards + 1,
+            backwards=oracle.backwards,
+        )

@@ -1,0 +1,113 @@
+"""One gradient engine for FGSM, FGM (L2) and PGD / BIM: the same loop with different settings.
+
+Each step moves `step_size = rel_step_size * eps` along the norm's steepest-ascent direction of the
+loss, then projects onto the eps-ball and the bounds. A point stays at the first iterate that
+fooled the model (per-sample early stop); restarts run only on points still unbroken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from advmnist.attacks.base import Attack, Oracle
+from advmnist.attacks.norms import Threat
+
+Tensor = torch.Tensor
+
+
+@dataclass(frozen=True)
+class GradientAttack(Attack):
+    """Iterative first-order attack; `steps=1, rel_step_size=1, random_start=False` is FGSM."""
+
+    name: ClassVar[str] = "gradient"
+    steps: int = 10
+    rel_step_size: float = 0.25
+    random_start: bool = True
+    restarts: int = 1
+    loss: str = "ce"
+    bf16: bool = False  # search in bf16 autocast; success is still decided in fp32
+
+    def __post_init__(self) -> None:
+        if self.steps < 1 or self.restarts < 1:
+            raise ValueError(f"steps and restarts must be >= 1, got {self.steps}, {self.restarts}")
+        if not self.rel_step_size > 0:
+            raise ValueError(f"rel_step_size must be > 0, got {self.rel_step_size}")
+        if self.loss != "ce":
+            raise ValueError(f"unknown loss {self.loss!r}; choose from ce")
+
+    def _oracle(self, model: torch.nn.Module) -> Oracle:
+        return Oracle(model, torch.bfloat16 if self.bf16 else None)
+
+    def _step(self, x: Tensor, x_adv: Tensor, grad: Tensor, threat: Threat) -> Tensor:
+        ops = threat.ops
+        x_adv = x_adv + self.rel_step_size * threat.eps * ops.normalize_grad(grad)
+        return (x + ops.project(x_adv - x, threat.eps)).clamp(*threat.bounds)
+
+    def _one_run(self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, generator: torch.Generator) -> Tensor:
+        """One restart on the given points; returns the best iterate per point."""
+        x_adv = x.clone()
+        if self.random_start:
+            x_adv = (x + threat.ops.random_init(x, threat.eps, generator)).clamp(*threat.bounds)
+        done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        for _ in range(self.steps):
+            active = (~done).nonzero().squeeze(1)
+            _, grad = oracle.loss_grad(x_adv[active], y[active], self.loss)
+            x_adv[active] = self._step(x[active], x_adv[active], grad, threat)
+            if self.steps > 1:  # early stop: freeze points that already fool the model
+                done[active] = oracle.logits(x_adv[active]).argmax(1) != y[active]
+                if done.all():
+                    break
+        return x_adv
+
+    def _perturb(self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, generator: torch.Generator) -> Tensor:
+        if threat.eps == 0:
+            return x.clone()
+        best = x.clone()
+        broken = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        for _ in range(self.restarts):
+            todo = (~broken).nonzero().squeeze(1)
+            if len(todo) == 0:
+                break
+            x_adv = self._one_run(oracle, x[todo], y[todo], threat, generator)
+            fooled = oracle.logits(x_adv).argmax(1) != y[todo]
+            best[todo] = x_adv  # the last restart's point stands for points nobody broke
+            broken[todo] = fooled
+        return best
+
+    def _perturb_sweep(
+        self, oracle: Oracle, x: Tensor, y: Tensor, threats: list[Threat], generator: torch.Generator
+    ) -> list[Tensor]:
+        if self.steps == 1 and not self.random_start:
+            # Single step from x: one gradient serves every eps (FGSM / FGM on a list of budgets).
+            _, grad = oracle.loss_grad(x, y, self.loss)
+            return [self._step(x, x, grad, t) if t.eps > 0 else x.clone() for t in threats]
+        return super()._perturb_sweep(oracle, x, y, threats, generator)
+
+
+@dataclass(frozen=True)
+class FGSM(GradientAttack):
+    """Fast Gradient Sign Method (Goodfellow et al. 2015): `x + eps * sign(grad)` under Linf.
+
+    Under L2 the same settings give FGM: one step of length eps along the normalized gradient.
+    """
+
+    name: ClassVar[str] = "fgsm"
+    steps: int = 1
+    rel_step_size: float = 1.0
+    random_start: bool = False
+
+
+@dataclass(frozen=True)
+class PGD(GradientAttack):
+    """Projected Gradient Descent (Madry et al. 2018) with random start and restarts.
+
+    The default step is 2.5 * eps / steps (Madry et al.'s rule: the walk can cross the ball).
+    """
+
+    name: ClassVar[str] = "pgd"
+    steps: int = 40
+    rel_step_size: float = 2.5 / 40
+    random_start: bool = True

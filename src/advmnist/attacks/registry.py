@@ -1,0 +1,31 @@
+"""The attack registry: feeds `advmnist attacks`, the CLI choices and the contract tests."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from advmnist.attacks.base import Attack
+from advmnist.attacks.gradient import FGSM, PGD
+
+ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "pgd": PGD}
+
+
+def list_attacks() -> list[str]:
+    return sorted(ATTACKS)
+
+
+def create_attack(name: str, **kwargs: Any) -> Attack:
+    """Build a registered attack with its defaults overridden by `kwargs`."""
+    if name not in ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; choose from {', '.join(list_attacks())}")
+    try:
+        return ATTACKS[name](**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"bad settings for attack {name!r}: {exc}") from None
+
+
+def attack_defaults(name: str) -> dict[str, Any]:
+    """The hyperparameters of an attack and their default values."""
+    attack = create_attack(name)
+    return {f.name: getattr(attack, f.name) for f in dataclasses.fields(attack)}

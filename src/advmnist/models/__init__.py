@@ -1,0 +1,22 @@
+"""Models: a registry of architectures taking `[0, 1]` images, and safetensors checkpoints."""
+
+from advmnist.models import linear, seed_cnn  # noqa: F401  (registers the architectures)
+from advmnist.models.checkpoint import count_parameters, load_model, read_card, save_model
+from advmnist.models.import_pth import import_pth
+from advmnist.models.registry import create_model, list_models, register_model
+from advmnist.models.seed_cnn import MNIST_MEAN, MNIST_STD, Normalize, SeedCNN
+
+__all__ = [
+    "MNIST_MEAN",
+    "MNIST_STD",
+    "Normalize",
+    "SeedCNN",
+    "count_parameters",
+    "create_model",
+    "import_pth",
+    "list_models",
+    "load_model",
+    "read_card",
+    "register_model",
+    "save_model",
+]

@@ -1,0 +1,140 @@
+"""The single-model tasks behind `advmnist train` and `advmnist eval`: one call, one output folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from advmnist.attacks import create_attack
+from advmnist.data import MNIST, DatasetSpec, load_mnist
+from advmnist.evaluation import EvalResult, accuracy, evaluate, parse_eps_list
+from advmnist.io import write_json
+from advmnist.manifest import make_manifest, now, peak_rss_mb
+from advmnist.models import count_parameters, create_model, load_model, save_model
+from advmnist.rundir import prepare_run_dir
+from advmnist.training import TrainConfig, TrainResult, evaluate_clean, fit
+
+
+def _spec(checksums: str | None) -> DatasetSpec:
+    return DatasetSpec.from_checksums(checksums) if checksums else MNIST
+
+
+def train_model(
+    cfg: TrainConfig,
+    out: str | Path,
+    *,
+    arch: str = "seed-cnn",
+    n_train: int | None = None,
+    data_dir: str | None = None,
+    checksums: str | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    device: str = "cpu",
+    progress: bool = False,
+    command: str = "",
+) -> TrainResult:
+    """Train one model into `out/`: `model.safetensors` + `model.json`, `training_results.json`."""
+    out = Path(out)
+    config = {"task": "train", "arch": arch, "n_train": n_train, "data_dir": data_dir, **cfg.to_dict()}
+    prepare_run_dir(out, config, overwrite=overwrite, resume=resume)
+    spec = _spec(checksums)
+    train, test = load_mnist("train", data_dir, n_train, spec=spec), load_mnist("test", data_dir, spec=spec)
+    write_json(out / "config.json", config)
+    manifest = make_manifest(cfg.seed, device, {**train.sha256, **test.sha256}, command)
+    torch.manual_seed(cfg.seed)
+    model = create_model(arch)
+    result = fit(
+        model,
+        (train.x, train.y),
+        (test.x, test.y),
+        cfg,
+        state_dir=out / "checkpoint",
+        resume=resume,
+        progress=progress,
+        device=device,
+    )
+    _, _, pred = evaluate_clean(model, test.x, test.y)
+    clean = accuracy(int((pred.cpu() == test.y).sum()), len(test))
+    save_model(model, out / "model", recipe=cfg.to_dict(), seed=cfg.seed, metrics={"clean_accuracy": clean})
+    write_json(
+        out / "training_results.json",
+        {
+            "arch": arch,
+            "params": count_parameters(model),
+            **cfg.to_dict(),
+            "history": result.history,
+            "clean_accuracy": clean,
+            "training_seconds": result.seconds,
+            "checkpoint": "model.safetensors",
+        },
+    )
+    manifest.update(finished=now(), total_seconds=result.seconds, peak_rss_mb=peak_rss_mb())
+    write_json(out / "manifest.json", manifest)
+    return result
+
+
+def evaluate_checkpoint(
+    model_path: str | Path,
+    out: str | Path,
+    *,
+    attack: str = "fgsm",
+    eps: str = "2/255,4/255,8/255",
+    norm: str = "linf",
+    n: int | None = None,
+    batch_size: int = 256,
+    seed: int = 0,
+    data_dir: str | None = None,
+    checksums: str | None = None,
+    overwrite: bool = False,
+    device: str = "cpu",
+    progress: bool = False,
+    command: str = "",
+) -> EvalResult:
+    """Attack a saved model on the first `n` test images; write `eval_results.json` + `per_sample.jsonl`."""
+    budgets = parse_eps_list(eps, max_eps=1.0 if norm == "linf" else None)
+    attack_obj = create_attack(attack)
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    model, card = load_model(model_path)
+    model.to(device)
+    test = load_mnist("test", data_dir, n, spec=_spec(checksums))
+    out = Path(out)
+    config = {
+        "task": "eval",
+        "model": str(model_path),
+        "model_sha256": card["sha256"],
+        "attack": attack,
+        "attack_settings": dataclasses.asdict(attack_obj),
+        "norm": norm,
+        "eps": [b[0] for b in budgets],
+        "n": len(test),
+        "batch_size": batch_size,
+        "seed": seed,
+    }
+    prepare_run_dir(out, config, overwrite=overwrite, resume=False)
+    (out / "per_sample.jsonl").unlink(missing_ok=True)
+    write_json(out / "config.json", config)
+    start = time.perf_counter()
+    result = evaluate(
+        model,
+        test.x,
+        test.y,
+        attack=attack_obj,
+        norm=norm,
+        epsilons=[b[1] for b in budgets],
+        labels=[b[0] for b in budgets],
+        batch_size=batch_size,
+        seed=seed,
+        out=out / "per_sample.jsonl",
+        progress=progress,
+    )
+    summary: dict[str, Any] = {"model": str(model_path), "arch": card["arch"], **result.to_dict()}
+    write_json(out / "eval_results.json", summary)
+    manifest = make_manifest(seed, device, test.sha256, command)
+    manifest.update(finished=now(), total_seconds=time.perf_counter() - start, peak_rss_mb=peak_rss_mb())
+    write_json(out / "manifest.json", manifest)
+    return result

@@ -1,0 +1,66 @@
+"""Resumable training state: weights, optimizer buffers and RNG states after each epoch.
+
+`state.safetensors` holds every tensor; `state.json` (written last, so it marks a complete
+checkpoint) holds the epoch, history, the config it belongs to and the tensors' sha256.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save
+
+from advmnist.errors import CheckpointError, RunDirError
+from advmnist.io import atomic_write_bytes, sha256_file, write_json
+
+
+def save_training_state(
+    folder: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    info: dict[str, Any],
+) -> None:
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    opt_state = optimizer.state_dict()
+    for index, buffers in opt_state["state"].items():
+        for name, value in buffers.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{index}.{name}"] = value.contiguous()
+    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.data"] = generator.get_state()
+    atomic_write_bytes(folder / "state.safetensors", save(tensors))
+    meta = {**info, "param_groups": opt_state["param_groups"], "sha256": sha256_file(folder / "state.safetensors")}
+    write_json(folder / "state.json", meta)
+
+
+def load_training_state(
+    folder: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    fingerprint: dict[str, Any],
+) -> dict[str, Any] | None:
+    """Restore the last complete epoch into model/optimizer/RNGs; None if there is no checkpoint."""
+    meta_path = folder / "state.json"
+    if not meta_path.is_file():
+        return None
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    if meta.get("fingerprint") != fingerprint:
+        raise RunDirError(f"{folder}: the checkpoint belongs to another training configuration; refusing to mix")
+    if sha256_file(folder / "state.safetensors") != meta["sha256"]:
+        raise CheckpointError(f"{folder / 'state.safetensors'}: sha256 mismatch (corrupt checkpoint)")
+    tensors = load_file(folder / "state.safetensors")
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    torch.set_rng_state(tensors["rng.torch"])
+    generator.set_state(tensors["rng.data"])
+    return meta

@@ -1,0 +1,173 @@
+"""The attack contract (shared by every registered attack) and closed-form oracles."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from advmnist.attacks import FGSM, PGD, Threat, create_attack, eval_mode, list_attacks
+from advmnist.models import create_model
+
+FAST = {"fgsm": {}, "pgd": {"steps": 5}}  # small budgets keep the property tests quick
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 10))
+
+
+def _batch(n: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 28, 28, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+def test_every_attack_in_the_registry_has_a_contract_setting() -> None:
+    assert set(list_attacks()) == set(FAST)
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(norm=st.sampled_from(["linf", "l2"]), eps=st.floats(0.0, 1.0), seed=st.integers(0, 2**31 - 1))
+def test_contract_ball_bounds_determinism(name: str, norm: str, eps: float, seed: int) -> None:
+    model = _model()
+    x, y = _batch(8, seed % 1000)
+    eps = eps if norm == "linf" else eps * 5
+    attack = create_attack(name, **FAST[name])
+    result = attack(model, x, y, Threat(norm, eps), seed=seed)
+    assert result.x_adv.shape == x.shape
+    assert result.x_adv.min() >= 0.0 and result.x_adv.max() <= 1.0
+    assert (result.distance <= eps + 1e-6).all()
+    assert torch.equal(result.success, result.pred != y)
+    with torch.no_grad():
+        assert torch.equal(result.pred, model.eval()(result.x_adv).argmax(1))
+    again = attack(model, x, y, Threat(norm, eps), seed=seed)
+    assert torch.equal(again.x_adv, result.x_adv)
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_eps_zero_returns_x(name: str, norm: str) -> None:
+    x, y = _batch()
+    result = create_attack(name, **FAST[name])(_model(), x, y, Threat(norm, 0.0))
+    assert torch.equal(result.x_adv, x)
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_modes_and_parameter_grads_untouched(name: str) -> None:
+    model = _model()
+    model.train()
+    model[3].eval()  # a mixed state must come back exactly
+    grads = []
+    for i, p in enumerate(model.parameters()):
+        p.grad = torch.full_like(p, float(i)) if i % 2 == 0 else None
+        grads.append(None if p.grad is None else p.grad.clone())
+    x, y = _batch()
+    create_attack(name, **FAST[name])(model, x, y, Threat("linf", 0.1))
+    assert [m.training for m in model.modules()] == [True, True, True, True, False, True]
+    assert all(p.requires_grad for p in model.parameters())
+    for p, before in zip(model.parameters(), grads, strict=True):
+        assert (p.grad is None) if before is None else torch.equal(p.grad, before)
+
+
+class Exploding(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(784, 10)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls > 1:
+            raise RuntimeError("boom")
+        return self.fc(x.flatten(1))
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_mode_restored_when_the_attack_raises(name: str) -> None:
+    model = Exploding().train()
+    x, y = _batch()
+    with pytest.raises(RuntimeError, match="boom"):
+        create_attack(name, **FAST[name])(model, x, y, Threat("linf", 0.1))
+    assert model.training and model.fc.weight.requires_grad and model.fc.weight.grad is None
+
+
+def test_eval_mode_context_restores_on_error() -> None:
+    model = _model().train()
+    with pytest.raises(KeyError), eval_mode(model):
+        assert not model.training and not next(model.parameters()).requires_grad
+        raise KeyError
+    assert model.training and next(model.parameters()).requires_grad
+
+
+def test_fgsm_matches_the_closed_form_on_a_linear_model() -> None:
+    """For logits = W x + b, d CE / dx = W^T (softmax - onehot): FGSM is x + eps * sign of that."""
+    torch.manual_seed(3)
+    model = create_model("linear")
+    x, y = _batch(32)
+    eps = 0.1
+    with torch.no_grad():
+        p = F.softmax(model(x), dim=1)
+        grad = (p - F.one_hot(y, 10).float()) @ model.fc.weight  # (B, 784)
+        expected = (x.flatten(1) + eps * grad.sign()).clamp(0, 1).view_as(x)
+    result = FGSM()(model, x, y, Threat("linf", eps))
+    assert torch.allclose(result.x_adv, expected, atol=1e-7)
+    l2 = FGSM()(model, x, y, Threat("l2", 2.0))
+    unit = grad / grad.norm(dim=1, keepdim=True)
+    assert torch.allclose(l2.x_adv, (x.flatten(1) + 2.0 * unit).clamp(0, 1).view_as(x), atol=1e-6)
+
+
+def test_fgsm_sweep_equals_separate_calls_and_shares_one_gradient() -> None:
+    model, (x, y) = _model(), _batch()
+    epsilons = [0.0, 2 / 255, 0.1, 0.3]
+    swept = FGSM().sweep(model, x, y, Threat("linf", 0.3), epsilons)
+    for eps, r in zip(epsilons, swept, strict=True):
+        assert torch.equal(r.x_adv, FGSM()(model, x, y, Threat("linf", eps)).x_adv)
+    assert swept[-1].backwards == 1
+
+
+def test_pgd_is_at_least_as_strong_as_fgsm_on_a_trained_model() -> None:
+    torch.manual_seed(0)
+    model = create_model("linear")
+    x, y = _batch(64)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    for _ in range(50):  # fit the random labels a bit so there is something to break
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    threat = Threat("linf", 0.02)
+    fgsm = FGSM()(model, x, y, threat).success.float().mean()
+    pgd = PGD(steps=20)(model, x, y, threat).success.float().mean()
+    assert pgd >= fgsm
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"norm": "l1"}, "unknown norm"),
+        ({"eps": -0.1}, "eps must be a finite number >= 0"),
+        ({"eps": float("nan")}, "eps must be a finite number"),
+        ({"eps": 1.5}, r"Linf eps must be in \[0, 1\]"),
+        ({"bounds": (1.0, 0.0)}, "low < high"),
+    ],
+)
+def test_threat_validation(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Threat(**kwargs)
+
+
+def test_input_validation() -> None:
+    model, (x, y) = _model(), _batch()
+    with pytest.raises(ValueError, match="x must lie in the bounds"):
+        FGSM()(model, x * 2, y, Threat())
+    with pytest.raises(ValueError, match="y must be int64"):
+        FGSM()(model, x, y.float(), Threat())
+    with pytest.raises(TypeError, match="threat must be a Threat"):
+        FGSM()(model, x, y, 0.3)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown attack 'cw'"):
+        create_attack("cw")
+    with pytest.raises(ValueError, match="steps and restarts must be >= 1"):
+        PGD(steps=0)

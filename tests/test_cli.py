@@ -1,0 +1,230 @@
+"""The command line: every command has --help; every user mistake is one line and exit code 2."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from advmnist.models import create_model, save_model
+from conftest import NAMES, run_cli, synthetic_config
+
+COMMANDS = ["data", "train", "eval", "report", "run", "import-pth", "bench", "models", "attacks"]
+
+
+def assert_one_line_error(proc, pattern: str) -> None:  # noqa: ANN001
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("INFO ")]
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr
+    assert len(lines) == 1, lines
+    assert pattern in lines[0], lines[0]
+
+
+def test_help_on_every_command() -> None:
+    top = run_cli("--help")
+    assert top.returncode == 0 and all(c in top.stdout for c in COMMANDS)
+    for command in COMMANDS:
+        proc = run_cli(command, "--help")
+        assert proc.returncode == 0 and "--quiet" in proc.stdout and "--device" in proc.stdout, command
+
+
+def test_models_and_attacks_lists() -> None:
+    assert "3,274,634" in run_cli("models").stdout
+    out = run_cli("attacks").stdout
+    assert "fgsm" in out and "pgd" in out and "steps=40" in out
+
+
+@pytest.fixture
+def model_path(tmp_path: Path) -> Path:
+    save_model(create_model("linear"), tmp_path / "lin")
+    return tmp_path / "lin.safetensors"
+
+
+@pytest.mark.parametrize(
+    ("eps", "message"),
+    [("abc", "cannot parse eps 'abc'"), ("-0.1", "eps must be a finite number >= 0"), ("1.5", "above 1")],
+)
+def test_bad_eps(model_path: Path, tmp_path: Path, synthetic, eps: str, message: str) -> None:  # noqa: ANN001
+    proc = run_cli(
+        "eval",
+        "--model",
+        str(model_path),
+        "--eps",
+        eps,
+        "--out",
+        str(tmp_path / "e"),
+        "--data-dir",
+        str(synthetic[0]),
+        "--checksums",
+        str(synthetic[1]),
+    )
+    assert_one_line_error(proc, message)
+    assert not (tmp_path / "e").exists()
+
+
+def test_unknown_attack_recipe_norm(model_path: Path, tmp_path: Path, synthetic) -> None:  # noqa: ANN001
+    data = ["--data-dir", str(synthetic[0]), "--checksums", str(synthetic[1])]
+    assert_one_line_error(
+        run_cli("eval", "--model", str(model_path), "--attack", "deepfool", "--out", str(tmp_path / "e"), *data),
+        "unknown attack 'deepfool'",
+    )
+    assert_one_line_error(
+        run_cli("eval", "--model", str(model_path), "--norm", "l7", "--out", str(tmp_path / "e"), *data),
+        "unknown norm 'l7'",
+    )
+    assert_one_line_error(
+        run_cli("train", "--recipe", "magic", "--out", str(tmp_path / "t"), *data), "unknown recipe 'magic'"
+    )
+    assert_one_line_error(
+        run_cli("eval", "--model", str(model_path), "--n", "100000", "--out", str(tmp_path / "e"), *data),
+        "n must be in 1..200",
+    )
+
+
+def test_bad_config_files(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = [unclosed")
+    assert_one_line_error(run_cli("run", "--config", str(bad), "--out", str(tmp_path / "r")), "not valid TOML")
+    bad.write_text('name = "x"\nlearning_rate = 0.1\n')
+    assert_one_line_error(
+        run_cli("run", "--config", str(bad), "--out", str(tmp_path / "r")), "unknown key(s) learning_rate"
+    )
+    bad.write_text('[baseline]\nrecipe = "standard"\nepochs = -1\n')
+    assert_one_line_error(
+        run_cli("run", "--config", str(bad), "--out", str(tmp_path / "r")), "epochs must be an integer >= 1"
+    )
+    assert_one_line_error(run_cli("run", "--config", str(tmp_path / "none.toml")), "config file not found")
+    assert not (tmp_path / "r").exists()
+
+
+def test_checkpoint_of_another_architecture(tmp_path: Path, synthetic) -> None:  # noqa: ANN001
+    save_model(create_model("linear"), tmp_path / "m")
+    card = json.loads((tmp_path / "m.json").read_text())
+    card["arch"] = "seed-cnn"
+    (tmp_path / "m.json").write_text(json.dumps(card))
+    proc = run_cli(
+        "eval",
+        "--model",
+        str(tmp_path / "m.safetensors"),
+        "--out",
+        str(tmp_path / "e"),
+        "--data-dir",
+        str(synthetic[0]),
+        "--checksums",
+        str(synthetic[1]),
+    )
+    assert_one_line_error(proc, "weights of another architecture")
+
+
+def _corrupt_copy(src: Path, dst: Path, how: str) -> Path:
+    """A copy of the synthetic dataset with one test-image file damaged; returns its checksums file."""
+    dst.mkdir()
+    checksums = json.loads((src / "checksums.json").read_text())
+    for name in NAMES.values():
+        (dst / name).write_bytes((src / name).read_bytes())
+    target = dst / NAMES["test-images"]
+    data = target.read_bytes()
+    if how == "hash":
+        data = data[:-1] + bytes([data[-1] ^ 1])
+    else:  # truncated, and the checksums file agrees with the damaged file: the IDX check catches it
+        data = data[:-100]
+        checksums["files"]["test-images"][1] = hashlib.sha256(data).hexdigest()
+    target.write_bytes(data)
+    (dst / "checksums.json").write_text(json.dumps(checksums))
+    return dst / "checksums.json"
+
+
+@pytest.mark.parametrize(("how", "message"), [("hash", "sha256 mismatch"), ("truncated", "truncated or padded")])
+def test_corrupt_data(tmp_path: Path, synthetic, model_path: Path, how: str, message: str) -> None:  # noqa: ANN001
+    checksums = _corrupt_copy(synthetic[0], tmp_path / "data", how)
+    proc = run_cli(
+        "eval",
+        "--model",
+        str(model_path),
+        "--out",
+        str(tmp_path / "e"),
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--checksums",
+        str(checksums),
+    )
+    assert_one_line_error(proc, message)
+    assert NAMES["test-images"] in proc.stderr
+
+
+def test_missing_data(tmp_path: Path, synthetic, model_path: Path) -> None:  # noqa: ANN001
+    proc = run_cli(
+        "eval",
+        "--model",
+        str(model_path),
+        "--out",
+        str(tmp_path / "e"),
+        "--data-dir",
+        str(tmp_path / "empty"),
+        "--checksums",
+        str(synthetic[1]),
+    )
+    assert_one_line_error(proc, "run `advmnist data` first")
+
+
+def test_eval_writes_summary_and_rows(tmp_path: Path, synthetic, model_path: Path) -> None:  # noqa: ANN001
+    out = tmp_path / "e"
+    proc = run_cli(
+        "eval",
+        "--model",
+        str(model_path),
+        "--eps",
+        "2/255,0.3",
+        "--n",
+        "50",
+        "--out",
+        str(out),
+        "--data-dir",
+        str(synthetic[0]),
+        "--checksums",
+        str(synthetic[1]),
+        "-q",
+    )
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((out / "eval_results.json").read_text())
+    assert summary["n"] == 50 and [r["eps_label"] for r in summary["results"]] == ["2/255", "0.3"]
+    rows = (out / "per_sample.jsonl").read_text().splitlines()
+    assert len(rows) == 50 and set(json.loads(rows[0])["adv_pred"]) == {"2/255", "0.3"}
+    assert "clean" in proc.stdout and "[" in proc.stdout
+
+
+def test_output_dir_holding_a_run_is_refused_and_kept(tmp_path: Path, synthetic) -> None:  # noqa: ANN001
+    config = synthetic_config(tmp_path, synthetic, epochs=(1, 1))
+    out = tmp_path / "run"
+    first = run_cli("run", "--config", str(config), "--out", str(out), "-q")
+    assert first.returncode == 0, first.stderr
+    (out / "my-notes.txt").write_text("mine")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    again = run_cli("run", "--config", str(config), "--out", str(out), "-q")
+    assert_one_line_error(again, "holds a run")
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    other = tmp_path / "other.toml"
+    other.write_text(config.read_text().replace('name = "synthetic"', 'name = "other"'))
+    mixed = run_cli("run", "--config", str(other), "--out", str(out), "--resume", "-q")
+    assert_one_line_error(mixed, "another configuration (name)")
+    replaced = run_cli("run", "--config", str(config), "--out", str(out), "--overwrite", "-q")
+    assert replaced.returncode == 0, replaced.stderr
+    assert (out / "my-notes.txt").read_text() == "mine"  # --overwrite never deletes a user's files
+
+
+def test_import_pth_command(tmp_path: Path) -> None:
+    import torch
+
+    torch.save(create_model("seed-cnn").state_dict(), tmp_path / "seed.pth")
+    proc = run_cli("import-pth", str(tmp_path / "seed.pth"), "--out", str(tmp_path / "imported"))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "imported.json").read_text())["params"] == 3_274_634
+    again = run_cli("import-pth", str(tmp_path / "seed.pth"), "--out", str(tmp_path / "imported"))
+    assert_one_line_error(again, "use --overwrite")
+    (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
+    assert_one_line_error(
+        run_cli("import-pth", str(tmp_path / "bad.pth"), "--out", str(tmp_path / "b")),
+        "not a weights-only PyTorch checkpoint",
+    )

@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from advmnist.errors import CheckpointError
+from advmnist.models import (
+    MNIST_MEAN,
+    MNIST_STD,
+    Normalize,
+    count_parameters,
+    create_model,
+    import_pth,
+    list_models,
+    load_model,
+    save_model,
+)
+
+
+def test_seed_cnn_has_exactly_the_seeds_parameter_count() -> None:
+    assert count_parameters(create_model("seed-cnn")) == 3_274_634
+
+
+def test_normalization_is_the_first_layer_and_outputs_are_logits() -> None:
+    model = create_model("seed-cnn").eval()
+    first = next(model.children())
+    assert isinstance(first, Normalize)
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.allclose(first(x), (x - MNIST_MEAN) / MNIST_STD)
+    out = model(x)
+    assert out.shape == (4, 10)
+    assert not torch.allclose(out.softmax(1).sum(1), out.sum(1))  # not already probabilities
+
+
+def test_registry_lists_and_rejects() -> None:
+    assert {"seed-cnn", "linear"} <= set(list_models())
+    with pytest.raises(ValueError, match="unknown model 'resnet'"):
+        create_model("resnet")
+
+
+def test_save_load_round_trip_keeps_outputs_and_card(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = create_model("seed-cnn").to(memory_format=torch.channels_last).eval()
+    card_path = save_model(model, tmp_path / "m", recipe="standard", seed=42)
+    card = json.loads(card_path.read_text())
+    assert card["arch"] == "seed-cnn" and card["params"] == 3_274_634 and card["seed"] == 42
+    assert card["normalization"] == {"mean": [pytest.approx(MNIST_MEAN)], "std": [pytest.approx(MNIST_STD)]}
+    loaded, _ = load_model(tmp_path / "m.safetensors")
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    x = torch.rand(3, 1, 28, 28)
+    assert torch.allclose(loaded(x), model(x), atol=1e-5)  # memory formats differ: other conv kernels
+    assert not loaded.training
+
+
+def test_tampered_weights_are_refused(tmp_path: Path) -> None:
+    save_model(create_model("linear"), tmp_path / "m")
+    data = bytearray((tmp_path / "m.safetensors").read_bytes())
+    data[-1] ^= 1
+    (tmp_path / "m.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256 does not match"):
+        load_model(tmp_path / "m.json")
+
+
+def test_checkpoint_of_another_architecture_is_refused(tmp_path: Path) -> None:
+    save_model(create_model("linear"), tmp_path / "m")
+    card = json.loads((tmp_path / "m.json").read_text())
+    card["arch"] = "seed-cnn"  # a card that lies about the weights
+    (tmp_path / "m.json").write_text(json.dumps(card))
+    with pytest.raises(CheckpointError, match="weights of another architecture"):
+        load_model(tmp_path / "m.safetensors")
+    with pytest.raises(CheckpointError, match="holds a 'seed-cnn' model, expected 'linear'"):
+        load_model(tmp_path / "m.safetensors", arch="linear")
+
+
+def test_missing_card_and_pth_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="model card not found"):
+        load_model(tmp_path / "nothing.safetensors")
+    (tmp_path / "x.pth").write_bytes(b"junk")
+    with pytest.raises(CheckpointError, match="import-pth"):
+        load_model(tmp_path / "x.pth")
+
+
+class SeedNotebookCNN(nn.Module):
+    """The seed notebook's layout (names of our guess; import maps by order and shape anyway)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, 32, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(3136, 1024), nn.ReLU(), nn.Dropout(0.5), nn.Linear(1024, 10)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+@pytest.mark.parametrize("nested", [False, True])
+def test_import_pth_reproduces_the_foreign_model(tmp_path: Path, nested: bool) -> None:
+    torch.manual_seed(1)
+    foreign = SeedNotebookCNN().eval()
+    state = foreign.state_dict()
+    torch.save({"epoch": 5, "model_state_dict": state} if nested else state, tmp_path / "seed.pth")
+    ours = import_pth(tmp_path / "seed.pth")
+    x = torch.rand(5, 1, 28, 28)
+    # The seed normalized in its data pipeline; ours does it in its first layer.
+    assert torch.allclose(ours(x), foreign((x - MNIST_MEAN) / MNIST_STD), atol=1e-5)
+    raw = import_pth(tmp_path / "seed.pth", normalization=False)
+    assert torch.allclose(raw(x), foreign(x), atol=1e-5)
+
+
+def test_import_pth_rejects_other_architectures_and_pickled_code(tmp_path: Path) -> None:
+    torch.save(nn.Linear(784, 10).state_dict(), tmp_path / "lin.pth")
+    with pytest.raises(CheckpointError, match="2 tensors, the architecture has 8"):
+        import_pth(tmp_path / "lin.pth")
+    torch.save({"f": lambda_free_object()}, tmp_path / "obj.pth")
+    with pytest.raises(CheckpointError, match="not a weights-only PyTorch checkpoint"):
+        import_pth(tmp_path / "obj.pth")
+
+
+class _Arbitrary:
+    pass
+
+
+def lambda_free_object() -> object:
+    return _Arbitrary()

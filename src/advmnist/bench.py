@@ -57,6 +57,12 @@ def _timed(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def _grad(x: torch.Tensor) -> torch.Tensor:
+    if x.grad is None:
+        raise RuntimeError("no gradient reached the input")
+    return x.grad
+
+
 def bare_train(x: torch.Tensor, y: torch.Tensor, epochs: int = 1, fgsm_eps: float | None = None) -> None:
     """The seed's way: fp32, NCHW, loss.backward() everywhere (also for the FGSM gradient)."""
     torch.manual_seed(0)
@@ -71,7 +77,8 @@ def bare_train(x: torch.Tensor, y: torch.Tensor, epochs: int = 1, fgsm_eps: floa
                 half = len(xb) // 2
                 xa = xb[half:].clone().requires_grad_(True)
                 F.cross_entropy(model(xa), yb[half:]).backward()
-                xb = torch.cat([xb[:half], xa + fgsm_eps / 0.3081 * xa.grad.sign()]).detach()
+                grad = _grad(xa)
+                xb = torch.cat([xb[:half], xa + fgsm_eps / 0.3081 * grad.sign()]).detach()
             opt.zero_grad()
             F.cross_entropy(model(xb), yb).backward()
             opt.step()
@@ -86,7 +93,7 @@ def bare_fgsm_eval(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epsilons:
             xa = x[i].clone().requires_grad_(True)
             model.zero_grad()
             F.cross_entropy(model((xa - 0.1307) / 0.3081), y[i]).backward()
-            adv = (xa + eps * xa.grad.sign()).clamp(0, 1).detach()
+            adv = (xa + eps * _grad(xa).sign()).clamp(0, 1).detach()
             with torch.no_grad():
                 correct += int((model((adv - 0.1307) / 0.3081).argmax(1) == y[i]).sum())
     return correct

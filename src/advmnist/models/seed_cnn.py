@@ -14,6 +14,9 @@ MNIST_STD = 0.3081
 class Normalize(nn.Module):
     """`(x - mean) / std` with buffers, so checkpoints carry it and attacks stay in `[0, 1]`."""
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> None:
         super().__init__()
         self.register_buffer("mean", torch.tensor([mean]).view(1, 1, 1, 1))

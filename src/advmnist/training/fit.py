@@ -80,7 +80,7 @@ def fit(
     device = torch.device(device)
     model.to(device)
     if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from the stubs
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum)
     generator = torch.Generator().manual_seed(cfg.seed)
     objective = make_objective(cfg)

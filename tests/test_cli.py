@@ -228,3 +228,29 @@ def test_import_pth_command(tmp_path: Path) -> None:
         run_cli("import-pth", str(tmp_path / "bad.pth"), "--out", str(tmp_path / "b")),
         "not a weights-only PyTorch checkpoint",
     )
+
+
+def test_train_then_eval_then_resume_refusal(tmp_path: Path, synthetic) -> None:  # noqa: ANN001
+    data = ["--data-dir", str(synthetic[0]), "--checksums", str(synthetic[1])]
+    out = tmp_path / "t"
+    proc = run_cli("train", "--recipe", "fgsm-mix", "--epochs", "1", "--n-train", "256", "--out", str(out), *data, "-q")
+    assert proc.returncode == 0, proc.stderr
+    card = json.loads((out / "model.json").read_text())
+    assert card["recipe"]["recipe"] == "fgsm-mix" and card["recipe"]["epochs"] == 1
+    results = json.loads((out / "training_results.json").read_text())
+    assert len(results["history"]) == 1 and 0 <= results["clean_accuracy"]["value"] <= 1
+    evaluated = run_cli(
+        "eval", "--model", str(out / "model.safetensors"), "--eps", "8/255", "--out", str(tmp_path / "e"), *data, "-q"
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    other = run_cli(
+        "train", "--recipe", "fgsm-mix", "--epochs", "2", "--n-train", "256", "--out", str(out), *data, "--resume", "-q"
+    )
+    assert_one_line_error(other, "another configuration (epochs)")
+
+
+def test_data_command_reports_sources(tmp_path: Path, synthetic) -> None:  # noqa: ANN001
+    proc = run_cli(
+        "data", "--data-dir", str(tmp_path / "nowhere"), "--no-mirrors", env={"PATH": str(tmp_path)}
+    )  # no npm on PATH: a clear error, not a hang
+    assert_one_line_error(proc, "npm is not available")

@@ -35,9 +35,7 @@ def parse_idx(data: bytes, name: str) -> np.ndarray:
     shape = struct.unpack(f">{ndim}I", data[4:header])
     expected = header + int(np.prod(shape))
     if len(data) != expected:
-        raise DataError(
-            f"{name}: truncated or padded: {len(data)} bytes, expected {expected} for shape {shape}"
-        )
+        raise DataError(f"{name}: truncated or padded: {len(data)} bytes, expected {expected} for shape {shape}")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
 
 

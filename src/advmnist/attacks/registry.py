@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from advmnist.attacks.apgd import APGDCE, APGDDLR, APGDT
 from advmnist.attacks.base import Attack
-from advmnist.attacks.gradient import FGSM, PGD
+from advmnist.attacks.gradient import BIM, FGSM, MIFGSM, PGD
 
-ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "pgd": PGD}
+ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (FGSM, BIM, PGD, MIFGSM, APGDCE, APGDDLR, APGDT)}
 
 
 def list_attacks() -> list[str]:

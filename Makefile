@@ -21,6 +21,8 @@ $(VENV)/.installed: pyproject.toml
 
 $(VENV)/.dev: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[dev]'
+	# reference implementations for the cross-check tests; --no-deps: they would pull torchvision
+	$(PY) -m pip install -q --no-deps torchattacks==3.5.1 pyautoattack==0.2.0
 	@touch $@
 
 data: $(VENV)/.installed

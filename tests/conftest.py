@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import struct
@@ -88,6 +89,16 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
         timeout=900,
         check=False,
     )
+
+
+def require(module: str, why: str):  # noqa: ANN201
+    """Import a dev-only module; a skip outside CI, a failure in CI (where make test installs it)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail(f"{module} missing in CI: {why}", pytrace=False)
+        pytest.skip(f"{module} not installed: {why}", allow_module_level=True)
 
 
 @pytest.fixture

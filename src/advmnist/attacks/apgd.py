@@ -173,7 +173,6 @@ class APGD(Attack):
         s.increases.zero_()
         s.step[reduce] /= 2
         s.x_adv[reduce], s.grad[reduce] = s.x_best[reduce], s.grad_best[reduce]
-        s.x_prev[reduce] = s.x_best[reduce]
 
 
 @dataclass(frozen=True)

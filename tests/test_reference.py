@@ -1,0 +1,97 @@
+"""Cross-checks against the reference implementations (dev-only dependencies).
+
+torchattacks 3.5.1 for FGSM and PGD, and the official AutoAttack code (`pyautoattack` 0.2.0) for
+APGD-CE and APGD-T, on a small CNN made partly robust by FGSM training on synthetic digits.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from advmnist.attacks import APGDCE, APGDT, FGSM, PGD, Threat
+from advmnist.data import DatasetSpec, load_mnist
+from conftest import require
+
+torchattacks = require("torchattacks", "make test installs it (--no-deps)")
+autopgd = require("pyautoattack.autopgd_base", "make test installs it (--no-deps)")
+
+
+class SmallCNN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 5, padding=2)
+        self.fc = nn.Linear(8 * 14 * 14, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.max_pool2d(torch.relu(self.conv(x)), 2).flatten(1))  # (B, 10)
+
+
+@pytest.fixture(scope="module")
+def data(synthetic) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:  # noqa: ANN001
+    spec = DatasetSpec.from_checksums(synthetic[1])
+    train, test = load_mnist("train", synthetic[0], spec=spec), load_mnist("test", synthetic[0], spec=spec)
+    return train.x, train.y, test.x, test.y
+
+
+@pytest.fixture(scope="module")
+def model(data) -> nn.Module:  # noqa: ANN001
+    """Trained on 50% clean + 50% FGSM(0.1) batches: robust at some points, not at others."""
+    x, y, _, _ = data
+    torch.manual_seed(0)
+    net = SmallCNN()
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    for _ in range(8):
+        for i in torch.randperm(len(y)).split(64):
+            x_adv = FGSM().generate(net, x[i], y[i], Threat("linf", 0.1))
+            opt.zero_grad()
+            F.cross_entropy(net(torch.cat([x[i], x_adv])), torch.cat([y[i], y[i]])).backward()
+            opt.step()
+    return net.eval()
+
+
+def robust(net: nn.Module, x: torch.Tensor, y: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return (net(x).argmax(1) == y) & (net(x_adv).argmax(1) == y)
+
+
+def test_the_model_is_partly_robust(model, data) -> None:  # noqa: ANN001
+    _, _, x, y = data
+    rate = robust(model, x, y, APGDCE()(model, x, y, Threat("linf", 0.2)).x_adv).float().mean()
+    assert 0.1 < rate < 0.9, rate
+
+
+@pytest.mark.parametrize("eps", [0.05, 0.2])
+def test_fgsm_equals_torchattacks(model, data, eps: float) -> None:  # noqa: ANN001
+    _, _, x, y = data
+    theirs = torchattacks.FGSM(model, eps=eps)(x, y)
+    ours = FGSM()(model, x, y, Threat("linf", eps)).x_adv
+    differ = (ours != theirs).float().mean().item()
+    # Our gradient comes from channels_last kernels: a gradient entry within rounding of 0 may flip
+    # its sign. Everything else is bit-identical.
+    assert differ < 1e-3, differ
+    assert (robust(model, x, y, ours) == robust(model, x, y, theirs)).float().mean() >= 0.995
+
+
+def test_pgd_agrees_with_torchattacks(model, data) -> None:  # noqa: ANN001
+    _, _, x, y = data
+    eps, steps = 0.3, 20
+    theirs = torchattacks.PGD(model, eps=eps, alpha=eps / 8, steps=steps, random_start=False)(x, y)
+    ours = PGD(steps=steps, rel_step_size=1 / 8, random_start=False)(model, x, y, Threat("linf", eps)).x_adv
+    r_ours, r_theirs = robust(model, x, y, ours), robust(model, x, y, theirs)
+    assert (r_ours == r_theirs).float().mean() >= 0.995
+    assert r_ours.float().mean() <= r_theirs.float().mean() + 0.002  # never weaker beyond 0.2 pp
+
+
+@pytest.mark.parametrize("eps", [0.2, 0.3])
+def test_apgd_matches_the_official_code(model, data, eps: float) -> None:  # noqa: ANN001
+    _, _, x, y = data
+    ce = autopgd.APGDAttack(model, n_iter=100, norm="Linf", eps=eps, seed=0, loss="ce", device="cpu")
+    targeted = autopgd.APGDAttack_targeted(model, n_iter=100, norm="Linf", eps=eps, seed=0, device="cpu")
+    for ours_attack, official in ((APGDCE(), ce), (APGDT(), targeted)):
+        theirs = robust(model, x, y, official.perturb(x, y)).float().mean().item()
+        ours = robust(model, x, y, ours_attack(model, x, y, Threat("linf", eps)).x_adv).float().mean().item()
+        assert ours <= theirs + 0.01, (ours_attack.name, ours, theirs)  # never weaker by more than 1 pp
+        assert abs(ours - theirs) <= 0.03, (ours_attack.name, ours, theirs)

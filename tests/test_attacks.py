@@ -21,6 +21,8 @@ FAST = {
     "apgd-ce": {"steps": 5},
     "apgd-dlr": {"steps": 5},
     "apgd-t": {"steps": 4, "n_targets": 2},
+    "square": {"queries": 30},
+    "cascade": {"attacks": ("fgsm", "pgd")},
 }
 
 

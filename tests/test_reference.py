@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advmnist.attacks import APGDCE, APGDT, FGSM, PGD, Threat
+from advmnist.attacks import APGDCE, APGDT, FGSM, PGD, Cascade, Square, Threat
 from advmnist.data import DatasetSpec, load_mnist
 from conftest import require
 
@@ -95,3 +95,22 @@ def test_apgd_matches_the_official_code(model, data, eps: float) -> None:  # noq
         ours = robust(model, x, y, ours_attack(model, x, y, Threat("linf", eps)).x_adv).float().mean().item()
         assert ours <= theirs + 0.01, (ours_attack.name, ours, theirs)  # never weaker by more than 1 pp
         assert abs(ours - theirs) <= 0.03, (ours_attack.name, ours, theirs)
+
+
+def test_square_linf_is_at_least_as_strong_as_the_official_code(model, data) -> None:  # noqa: ANN001
+    square = require("pyautoattack.square", "make test installs it (--no-deps)")
+    _, _, x, y = data
+    eps, queries = 0.3, 1000
+    official = square.SquareAttack(model, p_init=0.8, n_queries=queries, eps=eps, norm="Linf", seed=0, device="cpu")
+    theirs = robust(model, x, y, official.perturb(x, y)).float().mean().item()
+    ours = robust(model, x, y, Square(queries=queries)(model, x, y, Threat("linf", eps)).x_adv).float().mean().item()
+    assert ours <= theirs + 0.01, (ours, theirs)
+
+
+def test_cascade_is_the_per_sample_worst_case(model, data) -> None:  # noqa: ANN001
+    _, _, x, y = data
+    threat = Threat("linf", 0.25)
+    first = FGSM()(model, x, y, threat).success
+    both = Cascade(attacks=("fgsm", "apgd-ce"))(model, x, y, threat).success
+    assert both[first].all()  # what the first attack broke stays broken
+    assert both.float().mean() > first.float().mean()  # and the second adds points of its own

@@ -2,10 +2,12 @@
 
 from advmnist.attacks.apgd import APGD, APGDCE, APGDDLR, APGDT
 from advmnist.attacks.base import Attack, AttackResult, Oracle, eval_mode
+from advmnist.attacks.cascade import Cascade
 from advmnist.attacks.gradient import BIM, FGSM, MIFGSM, PGD, GradientAttack
 from advmnist.attacks.losses import LOSSES
 from advmnist.attacks.norms import NORMS, Threat
 from advmnist.attacks.registry import ATTACKS, attack_defaults, create_attack, list_attacks
+from advmnist.attacks.square import Square
 
 __all__ = [
     "APGD",
@@ -14,11 +16,13 @@ __all__ = [
     "APGDT",
     "ATTACKS",
     "BIM",
+    "Cascade",
     "FGSM",
     "LOSSES",
     "MIFGSM",
     "NORMS",
     "PGD",
+    "Square",
     "Attack",
     "AttackResult",
     "GradientAttack",

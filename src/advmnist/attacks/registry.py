@@ -7,9 +7,13 @@ from typing import Any
 
 from advmnist.attacks.apgd import APGDCE, APGDDLR, APGDT
 from advmnist.attacks.base import Attack
+from advmnist.attacks.cascade import Cascade
 from advmnist.attacks.gradient import BIM, FGSM, MIFGSM, PGD
+from advmnist.attacks.square import Square
 
-ATTACKS: dict[str, type[Attack]] = {cls.name: cls for cls in (FGSM, BIM, PGD, MIFGSM, APGDCE, APGDDLR, APGDT)}
+ATTACKS: dict[str, type[Attack]] = {
+    cls.name: cls for cls in (FGSM, BIM, PGD, MIFGSM, APGDCE, APGDDLR, APGDT, Square, Cascade)
+}
 
 
 def list_attacks() -> list[str]:

@@ -52,6 +52,7 @@ class GradientAttack(Attack):
         if self.random_start:
             x_adv = (x + threat.ops.random_init(x, threat.eps, generator)).clamp(*threat.bounds)
         done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        velocity = torch.zeros_like(x)  # used by momentum variants only
         for _ in range(self.steps):
             active = (~done).nonzero().squeeze(1)
             _, grad, logits = oracle.loss_grad(x_adv[active], y[active], self.loss)
@@ -60,8 +61,13 @@ class GradientAttack(Attack):
             active, grad = active[~fooled], grad[~fooled]
             if len(active) == 0:
                 break
-            x_adv[active] = self._step(x[active], x_adv[active], grad, threat)
+            direction = self._direction(grad, velocity, active)
+            x_adv[active] = self._step(x[active], x_adv[active], direction, threat)
         return x_adv
+
+    def _direction(self, grad: Tensor, velocity: Tensor, active: Tensor) -> Tensor:
+        """The ascent direction from this step's gradient (momentum variants update `velocity`)."""
+        return grad
 
     def _perturb(self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, generator: torch.Generator) -> Tensor:
         if threat.eps == 0:
@@ -134,21 +140,7 @@ class MIFGSM(GradientAttack):
     random_start: bool = False
     decay: float = 1.0
 
-    def _one_run(self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, generator: torch.Generator) -> Tensor:
-        x_adv = x.clone()
-        if self.random_start:
-            x_adv = (x + threat.ops.random_init(x, threat.eps, generator)).clamp(*threat.bounds)
-        velocity = torch.zeros_like(x)
-        done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-        for _ in range(self.steps):
-            active = (~done).nonzero().squeeze(1)
-            _, grad, logits = oracle.loss_grad(x_adv[active], y[active], self.loss)
-            fooled = logits.argmax(1) != y[active]
-            done[active] = fooled
-            active, grad = active[~fooled], grad[~fooled]
-            if len(active) == 0:
-                break
-            l1 = grad.abs().flatten(1).sum(1).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
-            velocity[active] = self.decay * velocity[active] + grad / l1
-            x_adv[active] = self._step(x[active], x_adv[active], velocity[active], threat)
-        return x_adv
+    def _direction(self, grad: Tensor, velocity: Tensor, active: Tensor) -> Tensor:
+        l1 = grad.abs().flatten(1).sum(1).clamp_min(1e-12).view(-1, *([1] * (grad.dim() - 1)))
+        velocity[active] = self.decay * velocity[active] + grad / l1
+        return velocity[active]

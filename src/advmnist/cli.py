@@ -191,6 +191,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     print(_accuracy_line("clean", result.clean_accuracy))
     for r in result.results:
         print(_accuracy_line(f"{result.attack} {result.norm} eps {r['eps_label']}", r["robust_accuracy"]))
+    for check in result.checks:
+        status = "ok  " if check["passed"] else "FLAG"
+        print(
+            f"check {status} {check['name']}: {check['measured']}" + ("" if check["passed"] else f" ({check['why']})")
+        )
     print(f"results: {Path(args.out) / 'eval_results.json'}")
     return 0
 

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from advmnist.attacks import Attack, Threat, create_attack
 from advmnist.data.batches import iterate_batches
+from advmnist.evaluation.checks import SAMPLE, post_checks, pre_checks
 from advmnist.evaluation.epsilons import eps_label
 from advmnist.evaluation.stats import accuracy
 from advmnist.io import append_jsonl
@@ -36,6 +37,7 @@ class EvalResult:
     seconds: float
     forwards: int = 0
     backwards: int = 0
+    checks: list[dict[str, Any]] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -49,6 +51,7 @@ class EvalResult:
             "seconds": self.seconds,
             "forwards": self.forwards,
             "backwards": self.backwards,
+            "checks": self.checks,
         }
 
 
@@ -65,11 +68,13 @@ def evaluate(
     seed: int = 0,
     out: str | Path | None = None,
     progress: bool = False,
+    checks: bool = True,
 ) -> EvalResult:
     """Attack every point at every eps; return accuracies with 95% Clopper-Pearson intervals.
 
     `out`, when given, receives one JSONL row per point: index, label, clean prediction and the
-    adversarial prediction at each eps label.
+    adversarial prediction at each eps label. With `checks`, the sanity checks of
+    `advmnist.evaluation.checks` run before and after and land in `EvalResult.checks`.
     """
     attack_obj = create_attack(attack) if isinstance(attack, str) else attack
     threat = Threat(norm, max(epsilons, default=0.0))
@@ -83,6 +88,7 @@ def evaluate(
     rows: list[dict[str, Any]] = []
     forwards = backwards = 0
     start = time.perf_counter()
+    found = pre_checks(model, x[:SAMPLE].to(device), y[:SAMPLE].to(device)) if checks else []
     batches = iterate_batches(x, y, batch_size)
     bar = tqdm(batches, total=-(-len(y) // batch_size), desc=f"{attack_obj.name}", disable=not progress, leave=False)
     for index, xb, yb in bar:
@@ -102,6 +108,9 @@ def evaluate(
         if out is not None:
             append_jsonl(out, batch_rows)
     n = len(y)
+    if checks:
+        fractions = [r / n for r in robust]
+        found += post_checks(model, x[:SAMPLE].to(device), y[:SAMPLE].to(device), norm, list(epsilons), fractions)
     return EvalResult(
         attack=attack_obj.name,
         norm=norm,
@@ -121,6 +130,7 @@ def evaluate(
         seconds=time.perf_counter() - start,
         forwards=forwards,
         backwards=backwards,
+        checks=[c.to_dict() for c in found],
         rows=rows,
     )
 

@@ -214,6 +214,19 @@ def _defense(run: RunFiles) -> list[Block]:
     return [Block("h2", "The defense")] + [Block("p", p) for p in paras]
 
 
+def _checks(run: RunFiles) -> list[Block]:
+    """The evaluation's sanity checks, as recorded in the attack files (absent in older runs)."""
+    items = []
+    for model in ("baseline", "defended"):
+        for check in run.attacks[model].get("checks", []):
+            verdict = "passed" if check.get("passed") else "FLAGGED"
+            items.append(f"{model}: {check.get('name')}: {verdict} ({check.get('measured')}). {check.get('why')}.")
+    if not items:
+        return []
+    intro = "Before a robust accuracy means anything, the attack must have been able to work:"
+    return [Block("h2", "Sanity checks"), Block("p", intro), Block("bullets", items)]
+
+
 def _blocks(run: RunFiles) -> list[Block]:
     blocks = [
         Block("h1", f"advmnist report: {run.name}"),
@@ -221,7 +234,7 @@ def _blocks(run: RunFiles) -> list[Block]:
         Block("h2", "Results"),
     ]
     blocks += [Block("table", t) for t in all_tables(run)]
-    blocks += _natural_robustness(run) + _defense(run)
+    blocks += _checks(run) + _natural_robustness(run) + _defense(run)
     blocks.append(Block("h2", "Plots"))
     blocks += [Block("plot", (name, caption)) for name, caption in PLOT_CAPTIONS.items()]
     command = run.manifest.get("command")

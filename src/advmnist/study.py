@@ -97,7 +97,7 @@ def run_study(
         manifest["timings"][f"attack_{name}"] = attacks[name]["seconds"]
         write_json(out / "manifest.json", manifest)  # a killed run keeps the timings of finished stages
     _write_samples(cfg, out, test)
-    manifest["total_seconds"] = manifest.get("total_seconds_before", 0.0) + time.perf_counter() - start
+    manifest["total_seconds"] = manifest.pop("total_seconds_before", 0.0) + time.perf_counter() - start
     manifest.update(finished=now(), peak_rss_mb=peak_rss_mb())
     write_json(out / "manifest.json", manifest)
     from advmnist.reporting import build_report  # imported late: matplotlib is only needed here

@@ -6,6 +6,7 @@ it, and the ratio is what counts. Results go to `docs/benchmarks.md`.
 
 from __future__ import annotations
 
+import copy
 import platform
 import tempfile
 import time
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advmnist.attacks import PGD, Threat
 from advmnist.config import StudyConfig
 from advmnist.data import MNIST, DatasetSpec, MNISTSplit, load_mnist
 from advmnist.evaluation import evaluate
@@ -160,6 +162,54 @@ def micro_benchmarks(train: MNISTSplit, test: MNISTSplit, batches: int) -> list[
     return lines
 
 
+def attack_benchmarks(train: MNISTSplit, test: MNISTSplit, batches: int) -> list[Line]:
+    """PGD-40 (Linf 0.05, batch 256) on a briefly trained seed CNN: ours fp32 / bf16 vs torchattacks.
+
+    At eps 0.05 most points survive all 40 steps, so this measures the cost per step, not the
+    savings of early stopping. torchattacks is a dev extra; without it those lines are left out.
+    """
+    torch.manual_seed(0)
+    model = create_model("seed-cnn")
+    fit(model, (train.x[:20000], train.y[:20000]), None, TrainConfig(epochs=1, eval_every_epoch=False))
+    model = model.to(memory_format=torch.contiguous_format).eval()  # type: ignore[call-overload]
+    x, y = test.x[: 256 * batches], test.y[: 256 * batches]
+    threat, steps = Threat("linf", 0.05), 40
+
+    def ours(bf16: bool) -> tuple[float, float]:
+        seconds, robust = 0.0, 0
+        for i in torch.arange(len(y)).split(256):
+            start = time.perf_counter()
+            result = PGD(steps=steps, bf16=bf16)(model, x[i], y[i], threat, seed=0)
+            seconds += time.perf_counter() - start
+            robust += int((~result.success).sum())
+        return seconds, robust / len(y)
+
+    fp32, robust32 = ours(False)
+    bf16, robust16 = ours(True)
+    fastest = copy.deepcopy(model).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    limit = _timed(lambda: bare_forward_backward(fastest, x, y))
+    model.requires_grad_(True)
+    n = len(y)
+    lines = [
+        Line("PGD-40 bf16 search vs ours fp32", "images/s", n / bf16, n / fp32,
+             f"robust accuracy fp32 {robust32:.2%}, bf16 (re-checked in fp32) {robust16:.2%}"),
+        Line("PGD-40 fp32 vs the fwd+bwd limit", "image-steps/s", n * steps / fp32, n / limit,
+             "limit: 1 input-grad fwd+bwd per step, nothing else"),
+    ]  # fmt: skip
+    try:
+        import torchattacks  # type: ignore[import-untyped]
+    except ImportError:
+        return lines
+    reference = torchattacks.PGD(model, eps=0.05, alpha=2.5 * 0.05 / steps, steps=steps, random_start=True)
+    theirs = _timed(lambda: [reference(x[i], y[i]) for i in torch.arange(len(y)).split(256)])
+    model.requires_grad_(True)
+    lines += [
+        Line("PGD-40 fp32 vs torchattacks 3.5.1", "images/s", n / fp32, n / theirs, "both fp32, batch 256"),
+        Line("PGD-40 bf16 vs torchattacks 3.5.1", "images/s", n / bf16, n / theirs, "bf16 search, fp32 re-check"),
+    ]
+    return lines
+
+
 def study_benchmark(train: MNISTSplit, test: MNISTSplit) -> Line:
     """The whole seed study (`advmnist run`) against a bare loop of the same training and attacks."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -215,6 +265,7 @@ def run_benchmarks(
         raise ValueError(f"batches must be >= 1, got {batches}")
     train, test = load_mnist("train", data_dir, spec=spec), load_mnist("test", data_dir, spec=spec)
     lines = micro_benchmarks(train, test, batches)
+    lines += attack_benchmarks(train, test, max(1, min(batches, 4)))
     if study:
         lines.append(study_benchmark(train, test))
     command = "advmnist bench" + (" --study" if study else "") + (f" --batches {batches}" if batches != 30 else "")

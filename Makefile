@@ -36,7 +36,7 @@ test: $(VENV)/.dev
 	# pytest exits 5 when it collects nothing: that is a failure here, not a pass
 	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "error: no tests collected"; exit 1; fi; exit $$rc
 
-bench: data
+bench: $(VENV)/.dev data
 	$(ADV) bench --out docs/benchmarks.md
 
 lint: $(VENV)/.dev

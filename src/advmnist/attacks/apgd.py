@@ -10,12 +10,14 @@ target classes run only on the points still robust.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar
 
 import torch
 
-from advmnist.attacks.base import Attack, Oracle
+from advmnist.attacks.base import Attack, Oracle, Run, on_robust_points
 from advmnist.attacks.norms import Threat
 
 Tensor = torch.Tensor
@@ -81,18 +83,25 @@ class APGD(Attack):
     def _perturb(self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, generator: torch.Generator) -> Tensor:
         if threat.eps == 0:
             return x.clone()
-        best = x.clone()
-        todo = oracle.logits(x).argmax(1) == y  # points already misclassified need no attack
-        for targets in self._target_sets(oracle, x, y):
-            for _ in range(self.restarts):
-                index = todo.nonzero().squeeze(1)
-                if len(index) == 0:
-                    return best
-                t = None if targets is None else targets[index]
-                x_adv, found = self._run(oracle, x[index], y[index], t, threat, generator)
-                best[index] = x_adv
-                todo[index] = ~found
-        return best
+
+        def runs() -> Iterator[Run]:
+            for targets in self._target_sets(oracle, x, y):
+                for _ in range(self.restarts):
+                    yield partial(self._run_on, oracle, x, y, targets, threat, generator)
+
+        return on_robust_points(oracle, x, y, runs())
+
+    def _run_on(
+        self,
+        oracle: Oracle,
+        x: Tensor,
+        y: Tensor,
+        targets: Tensor | None,
+        threat: Threat,
+        generator: torch.Generator,
+        index: Tensor,
+    ) -> tuple[Tensor, Tensor]:
+        return self._run(oracle, x[index], y[index], _take(targets, index), threat, generator)
 
     def _target_sets(self, oracle: Oracle, x: Tensor, y: Tensor) -> list[Tensor | None]:
         return [None]

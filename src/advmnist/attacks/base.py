@@ -9,7 +9,7 @@ check the norm bound, compute success under `no_grad` in fp32, and count forward
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -103,6 +103,27 @@ class Oracle:
             (grad,) = torch.autograd.grad(per_sample.sum(), x)
         self.backwards += 1
         return per_sample.detach(), grad.detach(), logits.detach()
+
+
+Run = Callable[[Tensor], tuple[Tensor, Tensor]]  # indices of points still robust -> (points, fooled)
+
+
+def on_robust_points(oracle: Oracle, x: Tensor, y: Tensor, runs: Iterable[Run]) -> Tensor:
+    """Apply each run in turn only to the points no earlier run fooled (AutoAttack's protocol).
+
+    Points misclassified at x are never attacked; every other point keeps what the last run that
+    saw it returned. Used for restarts, target classes and cascades of attacks alike.
+    """
+    best = x.clone()
+    todo = oracle.logits(x).argmax(1) == y
+    for run in runs:
+        index = todo.nonzero().squeeze(1)
+        if len(index) == 0:
+            break
+        x_adv, fooled = run(index)
+        best[index] = x_adv
+        todo[index] = ~fooled
+    return best
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,12 @@ counts as robust only if every attack failed on it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar
 
 import torch
 
-from advmnist.attacks.base import Attack, Oracle
+from advmnist.attacks.base import Attack, Oracle, on_robust_points
 from advmnist.attacks.norms import Threat
 
 Tensor = torch.Tensor
@@ -41,14 +42,8 @@ class Cascade(Attack):
         _parts(self.attacks)  # validates the names
 
     def _perturb(self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, generator: torch.Generator) -> Tensor:
-        best = x.clone()
-        todo = oracle.logits(x).argmax(1) == y
-        for part in _parts(self.attacks):
-            index = todo.nonzero().squeeze(1)
-            if len(index) == 0:
-                break
+        def run(part: Attack, index: Tensor) -> tuple[Tensor, Tensor]:
             x_adv = part._perturb(oracle, x[index], y[index], threat, generator)
-            fooled = oracle.logits(x_adv).argmax(1) != y[index]
-            best[index[fooled]] = x_adv[fooled]
-            todo[index[fooled]] = False
-        return best
+            return x_adv, oracle.logits(x_adv).argmax(1) != y[index]
+
+        return on_robust_points(oracle, x, y, (partial(run, part) for part in _parts(self.attacks)))

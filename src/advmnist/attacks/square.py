@@ -14,7 +14,7 @@ from typing import ClassVar
 
 import torch
 
-from advmnist.attacks.base import Attack, Oracle
+from advmnist.attacks.base import Attack, Oracle, on_robust_points
 from advmnist.attacks.losses import margin
 from advmnist.attacks.norms import Threat
 
@@ -66,16 +66,8 @@ class Square(Attack):
     def _perturb(self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, generator: torch.Generator) -> Tensor:
         if threat.eps == 0:
             return x.clone()
-        best = x.clone()
-        todo = oracle.logits(x).argmax(1) == y
-        for _ in range(self.restarts):
-            index = todo.nonzero().squeeze(1)
-            if len(index) == 0:
-                break
-            x_adv, found = self._run(oracle, x[index], y[index], threat, generator)
-            best[index] = x_adv
-            todo[index] = ~found
-        return best
+        runs = (lambda index: self._run(oracle, x[index], y[index], threat, generator) for _ in range(self.restarts))
+        return on_robust_points(oracle, x, y, runs)
 
     def _run(self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, g: torch.Generator) -> tuple[Tensor, Tensor]:
         x_best = self._init(x, threat, g)

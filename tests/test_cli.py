@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from advmnist.models import create_model, save_model
 from conftest import NAMES, run_cli, synthetic_config
@@ -254,3 +255,66 @@ def test_data_command_reports_sources(tmp_path: Path, synthetic) -> None:  # noq
         "data", "--data-dir", str(tmp_path / "nowhere"), "--no-mirrors", env={"PATH": str(tmp_path)}
     )  # no npm on PATH: a clear error, not a hang
     assert_one_line_error(proc, "npm is not available")
+
+
+def test_eval_any_user_model_via_a_factory(tmp_path: Path, synthetic) -> None:  # noqa: ANN001
+    from safetensors.torch import save_file
+    from torch import nn
+
+    (tmp_path / "usermodels.py").write_text(
+        "from torch import nn\ndef build():\n    return nn.Sequential(nn.Flatten(), nn.Linear(784, 10))\n"
+    )
+    save_file(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).state_dict(), str(tmp_path / "w.safetensors"))
+    data = ["--data-dir", str(synthetic[0]), "--checksums", str(synthetic[1]), "-q"]
+    env = {"PYTHONPATH": str(tmp_path)}
+    ok = run_cli(
+        "eval",
+        "--model-factory",
+        "usermodels:build",
+        "--weights",
+        str(tmp_path / "w.safetensors"),
+        "--eps",
+        "0.1",
+        "--n",
+        "40",
+        "--out",
+        str(tmp_path / "e"),
+        *data,
+        env=env,
+    )
+    assert ok.returncode == 0, ok.stderr
+    summary = json.loads((tmp_path / "e" / "eval_results.json").read_text())
+    assert summary["arch"] == "usermodels:build" and summary["n"] == 40
+    assert_one_line_error(
+        run_cli(
+            "eval",
+            "--model-factory",
+            "usermodels:nothing",
+            "--weights",
+            str(tmp_path / "w.safetensors"),
+            "--out",
+            str(tmp_path / "f"),
+            *data,
+            env=env,
+        ),
+        "cannot import model factory",
+    )
+    assert_one_line_error(
+        run_cli("eval", "--model-factory", "usermodels:build", "--out", str(tmp_path / "g"), *data, env=env),
+        "together with its weights",
+    )
+    save_file({"x": torch.zeros(3)}, str(tmp_path / "bad.safetensors"))
+    assert_one_line_error(
+        run_cli(
+            "eval",
+            "--model-factory",
+            "usermodels:build",
+            "--weights",
+            str(tmp_path / "bad.safetensors"),
+            "--out",
+            str(tmp_path / "h"),
+            *data,
+            env=env,
+        ),
+        "weights of another architecture",
+    )

@@ -62,7 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("eval", parents=[common], help="attack a saved model at several eps")
-    p.add_argument("--model", required=True, help="a .safetensors model (with its .json card)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="a .safetensors model (with its .json card)")
+    which.add_argument("--model-factory", help="any classifier on [0, 1] images: 'package.module:function'")
+    p.add_argument("--weights", help="safetensors weights for --model-factory")
     p.add_argument("--attack", default="fgsm", help="see `advmnist attacks` (default fgsm)")
     p.add_argument("--eps", default="2/255,4/255,8/255", help="comma list, fractions allowed: 2/255,0.1")
     p.add_argument("--norm", default="linf", help="linf or l2")
@@ -175,6 +178,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate_checkpoint(
         args.model,
         args.out,
+        factory=args.model_factory,
+        weights=args.weights,
         attack=args.attack,
         eps=args.eps,
         norm=args.norm,

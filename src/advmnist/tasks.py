@@ -15,6 +15,7 @@ from advmnist.evaluation import EvalResult, accuracy, evaluate, parse_eps_list
 from advmnist.io import write_json
 from advmnist.manifest import make_manifest, now, peak_rss_mb
 from advmnist.models import count_parameters, create_model, load_model, save_model
+from advmnist.models.factory import load_user_model
 from advmnist.rundir import prepare_run_dir
 from advmnist.training import TrainConfig, TrainResult, evaluate_clean, fit
 
@@ -78,9 +79,11 @@ def train_model(
 
 
 def evaluate_checkpoint(
-    model_path: str | Path,
+    model_path: str | Path | None,
     out: str | Path,
     *,
+    factory: str | None = None,
+    weights: str | Path | None = None,
     attack: str = "fgsm",
     eps: str = "2/255,4/255,8/255",
     norm: str = "linf",
@@ -94,18 +97,24 @@ def evaluate_checkpoint(
     progress: bool = False,
     command: str = "",
 ) -> EvalResult:
-    """Attack a saved model on the first `n` test images; write `eval_results.json` + `per_sample.jsonl`."""
+    """Attack a saved model on the first `n` test images; write `eval_results.json` + `per_sample.jsonl`.
+
+    The model is an advmnist checkpoint (`model_path`) or any classifier taking [0, 1] images:
+    `factory="package.module:function"` builds it and `weights` (safetensors) fills it.
+    """
     budgets = parse_eps_list(eps, max_eps=1.0 if norm == "linf" else None)
     attack_obj = create_attack(attack)
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
-    model, card = load_model(model_path)
+    if (model_path is None) == (factory is None) or (factory is not None and weights is None):
+        raise ValueError("give either a model checkpoint, or a model factory together with its weights")
+    model, card = load_model(model_path) if model_path is not None else load_user_model(str(factory), str(weights))
     model.to(device)
     test = load_mnist("test", data_dir, n, spec=_spec(checksums))
     out = Path(out)
     config = {
         "task": "eval",
-        "model": str(model_path),
+        "model": str(model_path or factory),
         "model_sha256": card["sha256"],
         "attack": attack,
         "attack_settings": dataclasses.asdict(attack_obj),
@@ -132,7 +141,7 @@ def evaluate_checkpoint(
         out=out / "per_sample.jsonl",
         progress=progress,
     )
-    summary: dict[str, Any] = {"model": str(model_path), "arch": card["arch"], **result.to_dict()}
+    summary: dict[str, Any] = {"model": str(model_path or factory), "arch": card["arch"], **result.to_dict()}
     write_json(out / "eval_results.json", summary)
     manifest = make_manifest(seed, device, test.sha256, command)
     manifest.update(finished=now(), total_seconds=time.perf_counter() - start, peak_rss_mb=peak_rss_mb())

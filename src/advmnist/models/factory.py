@@ -1,0 +1,45 @@
+"""Evaluate anyone's PyTorch classifier: `module:function` builds it, a safetensors file fills it."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from advmnist.errors import CheckpointError
+from advmnist.io import sha256_file
+from advmnist.models.checkpoint import load_state_checked
+
+
+def build_from_factory(factory: str) -> torch.nn.Module:
+    """Import `package.module:function` and call it with no arguments; it must return an nn.Module."""
+    module_name, _, attr = factory.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"model factory must look like 'package.module:function', got {factory!r}")
+    try:
+        builder = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"cannot import model factory {factory!r}: {exc}") from None
+    model = builder()
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model factory {factory!r} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def load_user_model(factory: str, weights: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Build a user's model and load its weights (names and shapes must match exactly).
+
+    The model must take images in [0, 1] (normalization inside it) and return logits. Returns the
+    model in eval mode and a card naming the factory and the weights' sha256.
+    """
+    model = build_from_factory(factory)
+    try:
+        state = load_file(weights)
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{weights}: cannot read safetensors weights ({exc})") from None
+    load_state_checked(model, state, str(weights))
+    return model.eval(), {"arch": factory, "sha256": sha256_file(weights), "weights": str(weights)}

@@ -129,9 +129,10 @@ class APGD(Attack):
         self, oracle: Oracle, x: Tensor, y: Tensor, targets: Tensor | None, threat: Threat, generator: torch.Generator
     ) -> _RunState:
         ops = threat.ops
-        noise = 2 * torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) - 1
         if threat.norm == "l2":
             noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        else:
+            noise = 2 * torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) - 1
         x_adv = (x + threat.eps * _unit(noise, threat.norm)).clamp(*threat.bounds)
         x_adv = (x + ops.project(x_adv - x, threat.eps)).clamp(*threat.bounds)
         loss, grad, logits = oracle.loss_grad(x_adv, y, self.loss, targets)

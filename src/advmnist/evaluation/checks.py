@@ -40,7 +40,7 @@ def pre_checks(model: nn.Module, x: Tensor, y: Tensor) -> list[Check]:
     with eval_mode(model), torch.no_grad():
         first, second = model(x), model(x)
     in_unit = bool((first >= 0).all() and (first <= 1).all())
-    looks_like_probs = in_unit and bool(torch.allclose(first.sum(1), torch.ones(len(first)), atol=1e-3))
+    looks_like_probs = in_unit and bool(torch.allclose(first.sum(1), torch.ones_like(first[:, 0]), atol=1e-3))
     return [
         Check(
             "deterministic in eval mode",

@@ -101,7 +101,7 @@ class APGD(Attack):
         generator: torch.Generator,
         index: Tensor,
     ) -> tuple[Tensor, Tensor]:
-        return self._run(oracle, x[index], y[index], _take(targets, index), threat, generator)
+        return self._run(oracle.view(index), x[index], y[index], _take(targets, index), threat, generator)
 
     def _target_sets(self, oracle: Oracle, x: Tensor, y: Tensor) -> list[Tensor | None]:
         return [None]
@@ -118,7 +118,8 @@ class APGD(Attack):
             if len(active) == 0:
                 break
             self._move(s, x, active, threat, first=i == 0)
-            loss, grad, logits = oracle.loss_grad(s.x_adv[active], y[active], self.loss, _take(targets, active))
+            on_active = oracle.view(active)
+            loss, grad, logits = on_active.loss_grad(s.x_adv[active], y[active], self.loss, _take(targets, active))
             self._record(s, active, loss, grad, logits, y)
             if i + 1 in checkpoints:
                 self._check_step_size(s, i + 1 - last_check)

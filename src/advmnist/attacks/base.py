@@ -35,6 +35,9 @@ class AttackResult:
     seed: int
     forwards: int  # forward passes over the batch, counted per image-batch call
     backwards: int
+    queries: Tensor | None = None  # (B,) forward passes that included each point; None if not attributable
+    broken_by: tuple[str | None, ...] | None = None  # cascades: the first attack that fooled each point
+    norm_found: Tensor | None = None  # (B,) minimum-norm attacks: smallest adversarial norm found (inf: none)
 
 
 @contextlib.contextmanager
@@ -63,22 +66,78 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             p.data = p.data.contiguous()
 
 
+class _Tally:
+    """Counters shared by an oracle and its views."""
+
+    def __init__(self, size: int, device: torch.device | None) -> None:
+        self.forwards = 0
+        self.backwards = 0
+        self.queries: Tensor | None = torch.zeros(size, dtype=torch.long, device=device)
+        self.notes: dict[str, object] = {}
+
+
 class Oracle:
     """The model as an attack sees it: counted logits and input gradients, nothing else.
 
     Gradients are taken with `torch.autograd.grad` with respect to the input only, so parameter
     `.grad` is never touched. `autocast` (e.g. `torch.bfloat16`) speeds up the search; success is
     always decided in fp32 by the base class.
+
+    Per-point query counts: an attack that works on a subset of its batch asks for
+    `oracle.view(index)` and calls that; every call then adds one query to exactly the points it
+    saw. A call whose batch does not line up with the oracle's points makes the per-point counts
+    unknown (`queries` becomes None) rather than wrong.
     """
 
     def __init__(self, model: nn.Module, autocast: torch.dtype | None = None) -> None:
         self.model = model
         self.autocast = autocast
-        self.forwards = 0
-        self.backwards = 0
+        self.rows: Tensor | None = None  # for a view: the root batch's indices of its points
+        self._tally = _Tally(0, None)
+
+    def reset(self, size: int, device: torch.device) -> Oracle:
+        """Start counting for a batch of `size` points."""
+        self._tally = _Tally(size, device)
+        return self
+
+    def view(self, index: Tensor) -> Oracle:
+        """The same oracle restricted to points `index` of this oracle's batch (shared counters)."""
+        sub = Oracle(self.model, self.autocast)
+        sub._tally = self._tally
+        sub.rows = index if self.rows is None else self.rows[index]
+        return sub
+
+    @property
+    def forwards(self) -> int:
+        return self._tally.forwards
+
+    @property
+    def backwards(self) -> int:
+        return self._tally.backwards
+
+    @property
+    def queries(self) -> Tensor | None:
+        return self._tally.queries
+
+    @property
+    def notes(self) -> dict[str, object]:
+        """Per-call extras an attack records for its result (e.g. a cascade's `broken_by`)."""
+        return self._tally.notes
+
+    def _count(self, n: int) -> None:
+        tally = self._tally
+        tally.forwards += 1
+        if tally.queries is None:
+            return
+        if self.rows is None and n == len(tally.queries):
+            tally.queries += 1
+        elif self.rows is not None and n == len(self.rows):
+            tally.queries[self.rows] += 1
+        else:
+            tally.queries = None
 
     def _forward(self, x: Tensor) -> Tensor:
-        self.forwards += 1
+        self._count(x.shape[0])
         if x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         if self.autocast is None:
@@ -101,7 +160,7 @@ class Oracle:
             logits = self._forward(x).float()
             per_sample = LOSSES[loss](logits, y, targets)
             (grad,) = torch.autograd.grad(per_sample.sum(), x)
-        self.backwards += 1
+        self._tally.backwards += 1
         return per_sample.detach(), grad.detach(), logits.detach()
 
 
@@ -120,7 +179,7 @@ def on_robust_points(oracle: Oracle, x: Tensor, y: Tensor, runs: Iterable[Run]) 
         index = todo.nonzero().squeeze(1)
         if len(index) == 0:
             break
-        x_adv, fooled = run(index)
+        x_adv, fooled = run(index)  # the run should call oracle.view(index)
         best[index] = x_adv
         todo[index] = ~fooled
     return best
@@ -145,10 +204,9 @@ class Attack:
         threats = [threat.with_eps(float(eps)) for eps in epsilons]
         generator = torch.Generator(device=x.device).manual_seed(seed)
         with eval_mode(model):
-            oracle = self._oracle(model)
             x = x.detach()
-            raw = self._perturb_sweep(oracle, x, y, threats, generator)
-            return [self._finish(oracle, x, y, t, x_adv, seed) for t, x_adv in zip(threats, raw, strict=True)]
+            raw = self._perturb_sweep(model, x, y, threats, generator)
+            return [self._finish(oracle, x, y, t, x_adv, seed) for t, (oracle, x_adv) in zip(threats, raw, strict=True)]
 
     def generate(self, model: nn.Module, x: Tensor, y: Tensor, threat: Threat, *, seed: int = 0) -> Tensor:
         """Only the adversarial points (same contract, no success check): for training loops."""
@@ -156,19 +214,31 @@ class Attack:
         generator = torch.Generator(device=x.device).manual_seed(seed)
         with eval_mode(model):
             x = x.detach()
-            x_adv = self._perturb_sweep(self._oracle(model), x, y, [threat], generator)[0]
+            x_adv = self._perturb_sweep(model, x, y, [threat], generator)[0][1]
             return self._project(x, x_adv, threat)[0]
 
     def _oracle(self, model: nn.Module) -> Oracle:
         return Oracle(model)
 
+    def _new_oracle(self, model: nn.Module, x: Tensor) -> Oracle:
+        return self._oracle(model).reset(len(x), x.device)
+
     def _perturb(self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, generator: torch.Generator) -> Tensor:
         raise NotImplementedError
 
     def _perturb_sweep(
-        self, oracle: Oracle, x: Tensor, y: Tensor, threats: list[Threat], generator: torch.Generator
-    ) -> list[Tensor]:
-        return [self._perturb(oracle, x, y, t, generator) for t in threats]
+        self, model: nn.Module, x: Tensor, y: Tensor, threats: list[Threat], generator: torch.Generator
+    ) -> list[tuple[Oracle, Tensor]]:
+        """One (oracle, raw adversarial points) per threat; by default an independent run each.
+
+        An attack that shares work across budgets (FGSM's one gradient, a minimum-norm search)
+        overrides this and returns the same oracle for every threat.
+        """
+        runs = []
+        for t in threats:
+            oracle = self._new_oracle(model, x)
+            runs.append((oracle, self._perturb(oracle, x, y, t, generator)))
+        return runs
 
     @staticmethod
     def _check_inputs(model: nn.Module, x: Tensor, y: Tensor, threat: Threat) -> None:
@@ -197,6 +267,9 @@ class Attack:
         x_adv, distance = self._project(x, x_adv, threat)
         fp32 = Oracle(oracle.model)
         pred = fp32.logits(x_adv).argmax(dim=1)
+        queries = oracle.queries
+        broken_by = oracle.notes.get("broken_by")
+        norm_found = oracle.notes.get("norm_found")
         return AttackResult(
             x_adv=x_adv,
             pred=pred,
@@ -206,4 +279,7 @@ class Attack:
             seed=seed,
             forwards=oracle.forwards + 1,
             backwards=oracle.backwards,
+            queries=None if queries is None else queries + 1,
+            broken_by=tuple(broken_by) if isinstance(broken_by, (list, tuple)) else None,
+            norm_found=norm_found if isinstance(norm_found, Tensor) else None,
         )

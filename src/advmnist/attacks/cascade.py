@@ -42,8 +42,16 @@ class Cascade(Attack):
         _parts(self.attacks)  # validates the names
 
     def _perturb(self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, generator: torch.Generator) -> Tensor:
-        def run(part: Attack, index: Tensor) -> tuple[Tensor, Tensor]:
-            x_adv = part._perturb(oracle, x[index], y[index], threat, generator)
-            return x_adv, oracle.logits(x_adv).argmax(1) != y[index]
+        broken_by: list[str | None] = [None] * len(x)
 
-        return on_robust_points(oracle, x, y, (partial(run, part) for part in _parts(self.attacks)))
+        def run(part: Attack, index: Tensor) -> tuple[Tensor, Tensor]:
+            on_index = oracle.view(index)
+            x_adv = part._perturb(on_index, x[index], y[index], threat, generator)
+            fooled = on_index.logits(x_adv).argmax(1) != y[index]
+            for i in index[fooled].tolist():
+                broken_by[i] = part.name
+            return x_adv, fooled
+
+        x_adv = on_robust_points(oracle, x, y, (partial(run, part) for part in _parts(self.attacks)))
+        oracle.notes["broken_by"] = broken_by
+        return x_adv

@@ -55,7 +55,7 @@ class GradientAttack(Attack):
         velocity = torch.zeros_like(x)  # used by momentum variants only
         for _ in range(self.steps):
             active = (~done).nonzero().squeeze(1)
-            _, grad, logits = oracle.loss_grad(x_adv[active], y[active], self.loss)
+            _, grad, logits = oracle.view(active).loss_grad(x_adv[active], y[active], self.loss)
             fooled = logits.argmax(1) != y[active]  # early stop: a fooling point stays where it is
             done[active] = fooled
             active, grad = active[~fooled], grad[~fooled]
@@ -78,20 +78,22 @@ class GradientAttack(Attack):
             todo = (~broken).nonzero().squeeze(1)
             if len(todo) == 0:
                 break
-            x_adv = self._one_run(oracle, x[todo], y[todo], threat, generator)
-            fooled = oracle.logits(x_adv).argmax(1) != y[todo]
+            on_todo = oracle.view(todo)
+            x_adv = self._one_run(on_todo, x[todo], y[todo], threat, generator)
+            fooled = on_todo.logits(x_adv).argmax(1) != y[todo]
             best[todo] = x_adv  # the last restart's point stands for points nobody broke
             broken[todo] = fooled
         return best
 
     def _perturb_sweep(
-        self, oracle: Oracle, x: Tensor, y: Tensor, threats: list[Threat], generator: torch.Generator
-    ) -> list[Tensor]:
+        self, model: torch.nn.Module, x: Tensor, y: Tensor, threats: list[Threat], generator: torch.Generator
+    ) -> list[tuple[Oracle, Tensor]]:
         if self.steps == 1 and not self.random_start:
             # Single step from x: one gradient serves every eps (FGSM / FGM on a list of budgets).
+            oracle = self._new_oracle(model, x)
             _, grad, _ = oracle.loss_grad(x, y, self.loss)
-            return [self._step(x, x, grad, t) if t.eps > 0 else x.clone() for t in threats]
-        return super()._perturb_sweep(oracle, x, y, threats, generator)
+            return [(oracle, self._step(x, x, grad, t) if t.eps > 0 else x.clone()) for t in threats]
+        return super()._perturb_sweep(model, x, y, threats, generator)
 
 
 @dataclass(frozen=True)

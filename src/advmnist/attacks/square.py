@@ -66,7 +66,10 @@ class Square(Attack):
     def _perturb(self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, generator: torch.Generator) -> Tensor:
         if threat.eps == 0:
             return x.clone()
-        runs = (lambda index: self._run(oracle, x[index], y[index], threat, generator) for _ in range(self.restarts))
+        runs = (
+            lambda index: self._run(oracle.view(index), x[index], y[index], threat, generator)
+            for _ in range(self.restarts)
+        )
         return on_robust_points(oracle, x, y, runs)
 
     def _run(self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, g: torch.Generator) -> tuple[Tensor, Tensor]:
@@ -78,7 +81,7 @@ class Square(Attack):
                 break
             p = window_fraction(self.p_init, query, self.queries)
             x_new = self._propose(x[active], x_best[active], p, threat, g)
-            new_loss = margin(oracle.logits(x_new), y[active]).neg()
+            new_loss = margin(oracle.view(active).logits(x_new), y[active]).neg()
             better = new_loss < loss[active]
             x_best[active[better]] = x_new[better]
             loss[active[better]] = new_loss[better]

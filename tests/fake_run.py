@@ -42,6 +42,18 @@ ACCURACY = {
     },
 }
 K = 5
+# The strong attacks (`<model>_robust_results.json`) on every 10th test image: far below FGSM.
+N_ROBUST = 1000
+ROBUST_EPS = {"0.1": 0.1, "0.2": 0.2, "0.3": 0.3}
+ROBUST_CLEAN = {"baseline": 0.991, "defended": 0.992}
+ROBUST_ACCURACY = {
+    "baseline": {"pgd": {"0.1": 0.30, "0.2": 0.01, "0.3": 0.0}, "autoattack": {"0.1": 0.25, "0.2": 0.0, "0.3": 0.0}},
+    "defended": {
+        "pgd": {"0.1": 0.55, "0.2": 0.08, "0.3": 0.012},
+        "autoattack": {"0.1": 0.50, "0.2": 0.05, "0.3": 0.004},
+    },
+}
+ROBUST_SETTINGS = {"pgd": {"steps": 40, "rel_step_size": 0.025, "restarts": 1}, "autoattack": {"version": "standard"}}
 
 
 def accuracy_object(value: float, n: int = N_TEST) -> dict[str, Any]:
@@ -127,6 +139,87 @@ def _attack(model: str) -> dict[str, Any]:
     }
 
 
+def _broken_by(attack: str, broken: int) -> dict[str, int]:
+    """Which attack broke the points first: all of them for PGD, mostly APGD-CE in AutoAttack."""
+    if attack != "autoattack":
+        return {attack: broken}
+    apgd_t = min(5, broken)
+    fab_t = min(1, broken - apgd_t)
+    return {"apgd-ce": broken - apgd_t - fab_t, "apgd-t": apgd_t, "fab-t": fab_t}
+
+
+def robust_results(
+    model: str,
+    accuracies: dict[str, dict[str, float]] | None = None,
+    clean: float | None = None,
+    n: int = N_ROBUST,
+    flagged: bool = False,
+) -> dict[str, Any]:
+    """The body of `<model>_robust_results.json` (and of an `eval_results.json`): attack -> eps label -> accuracy."""
+    accuracies = accuracies or ROBUST_ACCURACY[model]
+    clean = ROBUST_CLEAN[model] if clean is None else clean
+    clean_acc = accuracy_object(clean, n)
+    attacks = []
+    for attack, by_eps in accuracies.items():
+        results = []
+        for label, value in by_eps.items():
+            robust = accuracy_object(value, n)
+            broken = clean_acc["correct"] - robust["correct"]
+            results.append(
+                {
+                    "eps": ROBUST_EPS[label],
+                    "eps_label": label,
+                    "robust_accuracy": robust,
+                    "attack_success_rate": broken / n,
+                    "max_linf": ROBUST_EPS[label],
+                    "broken_by": _broken_by(attack, broken),
+                    "queries": {"total": 40 * n, "median_broken": 7},
+                }
+            )
+        attacks.append(
+            {
+                "attack": attack,
+                "norm": "linf",
+                "n": n,
+                "seed": 42,
+                "clean_accuracy": clean_acc,
+                "results": results,
+                "seconds": 12.3,
+                "forwards": 40 * n,
+                "backwards": 39 * n,
+                "settings": ROBUST_SETTINGS.get(attack, {}),
+                "checks": [],
+            }
+        )
+    checks = [
+        {"name": "eval mode is deterministic", "passed": True, "measured": "max |diff| 0", "why": "fixed logits"},
+        {
+            "name": "stronger attacks find more",
+            "passed": not flagged,
+            "measured": "autoattack <= pgd at every eps",
+            "why": "a stronger attack must not leave more points robust",
+        },
+    ]
+    return {
+        "schema_version": 1,
+        "model": model,
+        "every": 10,
+        "norm": "linf",
+        "n": n,
+        "seed": 42,
+        "clean_accuracy": clean_acc,
+        "attacks": attacks,
+        "checks": checks,
+        "per_sample": f"per_sample/{model}_robust.jsonl",
+    }
+
+
+def eval_results(model_path: str, **kwargs: Any) -> dict[str, Any]:
+    """An `eval_results.json` of `advmnist eval` (schema 2) for the checkpoint `model_path`."""
+    body = robust_results("defended", **kwargs)
+    return {**body, "schema_version": 2, "model": model_path, "arch": "seed-cnn", "per_sample": "per_sample.jsonl"}
+
+
 def _samples(path: Path) -> None:
     rng = np.random.default_rng(0)
     images = (rng.random((16 + K, 28, 28)) ** 6).astype(np.float32)  # sparse bright "strokes"
@@ -146,8 +239,11 @@ def _samples(path: Path) -> None:
     save_file(tensors, str(path), metadata={"eps_labels": json.dumps(list(EPS))})
 
 
-def make_fake_run(path: Path) -> Path:
-    """Write every file of a finished run (except model weights) into `path`; return `path`."""
+def make_fake_run(path: Path, robust: bool = False) -> Path:
+    """Write every file of a finished run (except model weights) into `path`; return `path`.
+
+    With `robust`, also the strong-attack files `<model>_robust_results.json` of newer runs.
+    """
     path.mkdir(parents=True, exist_ok=True)
     _write(
         path / "config.json",
@@ -195,4 +291,7 @@ def make_fake_run(path: Path) -> Path:
         jsonl.parent.mkdir(parents=True, exist_ok=True)
         jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     _samples(path / "samples.safetensors")
+    if robust:
+        for model in ACCURACY:
+            _write(path / f"{model}_robust_results.json", robust_results(model))
     return path

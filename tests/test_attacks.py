@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from advmnist.attacks import FGSM, PGD, Threat, create_attack, eval_mode, list_attacks
+from advmnist.attacks import ATTACKS, FGSM, PGD, Threat, create_attack, eval_mode, list_attacks
 from advmnist.models import create_model
 
 # Small budgets keep the property tests quick; every registered attack must appear here.
@@ -23,7 +23,16 @@ FAST = {
     "apgd-t": {"steps": 4, "n_targets": 2},
     "square": {"queries": 30},
     "cascade": {"attacks": ("fgsm", "pgd")},
+    "cw-l2": {"binary_search_steps": 2, "steps": 5},
+    "deepfool": {"steps": 3},
+    "autoattack": {"version": "custom", "attacks": ("fgsm", "pgd")},
 }
+
+
+def _norm(name: str, norm: str = "linf") -> str:
+    """`norm` if the attack supports it, else the first norm it does (cw-l2 is L2 only)."""
+    norms = ATTACKS[name].norms
+    return norm if norm in norms else norms[0]
 
 
 def _model() -> nn.Module:
@@ -46,6 +55,7 @@ def test_every_attack_in_the_registry_has_a_contract_setting() -> None:
 def test_contract_ball_bounds_determinism(name: str, norm: str, eps: float, seed: int) -> None:
     model = _model()
     x, y = _batch(8, seed % 1000)
+    norm = _norm(name, norm)
     eps = eps if norm == "linf" else eps * 5
     attack = create_attack(name, **FAST[name])
     result = attack(model, x, y, Threat(norm, eps), seed=seed)
@@ -59,8 +69,7 @@ def test_contract_ball_bounds_determinism(name: str, norm: str, eps: float, seed
     assert torch.equal(again.x_adv, result.x_adv)
 
 
-@pytest.mark.parametrize("name", sorted(FAST))
-@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize(("name", "norm"), [(name, norm) for name in sorted(FAST) for norm in ATTACKS[name].norms])
 def test_eps_zero_returns_x(name: str, norm: str) -> None:
     x, y = _batch()
     result = create_attack(name, **FAST[name])(_model(), x, y, Threat(norm, 0.0))
@@ -77,7 +86,7 @@ def test_modes_and_parameter_grads_untouched(name: str) -> None:
         p.grad = torch.full_like(p, float(i)) if i % 2 == 0 else None
         grads.append(None if p.grad is None else p.grad.clone())
     x, y = _batch()
-    create_attack(name, **FAST[name])(model, x, y, Threat("linf", 0.1))
+    create_attack(name, **FAST[name])(model, x, y, Threat(_norm(name), 0.1))
     assert [m.training for m in model.modules()] == [True, True, True, True, False, True]
     assert all(p.requires_grad for p in model.parameters())
     for p, before in zip(model.parameters(), grads, strict=True):
@@ -102,8 +111,14 @@ def test_mode_restored_when_the_attack_raises(name: str) -> None:
     model = Exploding().train()
     x, y = _batch()
     with pytest.raises(RuntimeError, match="boom"):
-        create_attack(name, **FAST[name])(model, x, y, Threat("linf", 0.1))
+        create_attack(name, **FAST[name])(model, x, y, Threat(_norm(name), 0.1))
     assert model.training and model.fc.weight.requires_grad and model.fc.weight.grad is None
+
+
+def test_an_unsupported_norm_is_refused() -> None:
+    model, (x, y) = _model(), _batch()
+    with pytest.raises(ValueError, match="cw-l2 supports only l2 threats"):
+        create_attack("cw-l2")(model, x, y, Threat("linf", 0.1))
 
 
 def test_eval_mode_context_restores_on_error() -> None:
@@ -182,3 +197,36 @@ def test_input_validation() -> None:
         create_attack("cw")
     with pytest.raises(ValueError, match="steps and restarts must be >= 1"):
         PGD(steps=0)
+
+
+def test_autoattack_versions() -> None:
+    from advmnist.attacks import AutoAttack
+
+    assert [a.name for a in AutoAttack().members()] == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    standard = {a.name: a for a in AutoAttack().members()}
+    assert standard["apgd-ce"].steps == 100 and standard["apgd-t"].n_targets == 9
+    assert standard["square"].queries == 5000
+    assert [a.name for a in AutoAttack(version="custom", attacks=("pgd", "square")).members()] == ["pgd", "square"]
+    with pytest.raises(ValueError, match="unknown AutoAttack version"):
+        AutoAttack(version="fast")
+    with pytest.raises(ValueError, match="use version='custom'"):
+        AutoAttack(attacks=("pgd",))
+    with pytest.raises(ValueError, match="non-empty list of other attacks"):
+        AutoAttack(version="custom", attacks=("autoattack",))
+
+
+def test_autoattack_records_the_first_breaker_and_per_point_queries() -> None:
+    from advmnist.attacks import AutoAttack
+
+    model, (x, y) = _model(), _batch(32)
+    with torch.no_grad():
+        y = model.eval()(x).argmax(1)  # all correct clean
+    result = AutoAttack(version="custom", attacks=("fgsm", "pgd"))(model, x, y, Threat("linf", 0.05))
+    alone = FGSM()(model, x, y, Threat("linf", 0.05)).success
+    assert result.broken_by is not None and result.queries is not None
+    by = result.broken_by
+    assert all((b is not None) == bool(s) for b, s in zip(by, result.success.tolist(), strict=True))
+    assert all(b == "fgsm" for b, s in zip(by, alone.tolist(), strict=True) if s)  # FGSM runs first
+    assert "pgd" in by  # and PGD adds points of its own
+    fgsm_only = torch.tensor([b == "fgsm" for b in by])
+    assert (result.queries[fgsm_only] < result.queries[~fgsm_only]).all()  # PGD spent queries on the rest

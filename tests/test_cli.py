@@ -11,8 +11,9 @@ import torch
 
 from advmnist.models import create_model, save_model
 from conftest import NAMES, run_cli, synthetic_config
+from fake_run import eval_results
 
-COMMANDS = ["data", "train", "eval", "report", "run", "import-pth", "bench", "models", "attacks"]
+COMMANDS = ["data", "train", "eval", "report", "plot", "run", "import-pth", "bench", "models", "attacks"]
 
 
 def assert_one_line_error(proc, pattern: str) -> None:  # noqa: ANN001
@@ -35,6 +36,41 @@ def test_models_and_attacks_lists() -> None:
     assert "3,274,634" in run_cli("models").stdout
     out = run_cli("attacks").stdout
     assert "fgsm" in out and "pgd" in out and "steps=40" in out
+
+
+def _eval_files(tmp_path: Path) -> list[Path]:
+    """Two `eval_results.json` as `advmnist eval --out a` and `--out b` would write them."""
+    files = []
+    for name, accuracies in (("a", None), ("b", {"pgd": {"0.1": 0.95, "0.2": 0.93, "0.3": 0.9}})):
+        path = tmp_path / name / "eval_results.json"
+        path.parent.mkdir()
+        path.write_text(json.dumps(eval_results(f"models/{name}/model.safetensors", accuracies=accuracies)))
+        files.append(path)
+    return files
+
+
+def test_plot_writes_a_png_from_eval_results(tmp_path: Path) -> None:
+    out = tmp_path / "plots" / "curves.png"
+    proc = run_cli("plot", *map(str, _eval_files(tmp_path)), "--out", str(out), "--label", "A", "--label", "B")
+    assert proc.returncode == 0, proc.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and str(out) in proc.stdout
+    assert [p.name for p in out.parent.iterdir()] == ["curves.png"]  # written atomically: no temp file left
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [('{"attacks": [', "invalid JSON"), ('{"history": []}', "missing key(s) norm"), (None, "does not exist")],
+)
+def test_plot_bad_input_is_one_line(tmp_path: Path, content: str | None, message: str) -> None:
+    good, bad = _eval_files(tmp_path)
+    if content is not None:
+        bad.write_text(content)
+    else:
+        bad.unlink()
+    out = tmp_path / "curves.png"
+    proc = run_cli("plot", str(good), str(bad), "--out", str(out))
+    assert_one_line_error(proc, message)
+    assert str(bad) in proc.stderr and not out.exists()
 
 
 @pytest.fixture
@@ -68,8 +104,8 @@ def test_bad_eps(model_path: Path, tmp_path: Path, synthetic, eps: str, message:
 def test_unknown_attack_recipe_norm(model_path: Path, tmp_path: Path, synthetic) -> None:  # noqa: ANN001
     data = ["--data-dir", str(synthetic[0]), "--checksums", str(synthetic[1])]
     assert_one_line_error(
-        run_cli("eval", "--model", str(model_path), "--attack", "deepfool", "--out", str(tmp_path / "e"), *data),
-        "unknown attack 'deepfool'",
+        run_cli("eval", "--model", str(model_path), "--attack", "pgd,nosuch", "--out", str(tmp_path / "e"), *data),
+        "unknown attack 'nosuch'",
     )
     assert_one_line_error(
         run_cli("eval", "--model", str(model_path), "--norm", "l7", "--out", str(tmp_path / "e"), *data),
@@ -80,7 +116,7 @@ def test_unknown_attack_recipe_norm(model_path: Path, tmp_path: Path, synthetic)
     )
     assert_one_line_error(
         run_cli("eval", "--model", str(model_path), "--n", "100000", "--out", str(tmp_path / "e"), *data),
-        "n must be in 1..200",
+        "--n must be in [1, 200]",
     )
 
 
@@ -190,9 +226,9 @@ def test_eval_writes_summary_and_rows(tmp_path: Path, synthetic, model_path: Pat
     )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((out / "eval_results.json").read_text())
-    assert summary["n"] == 50 and [r["eps_label"] for r in summary["results"]] == ["2/255", "0.3"]
+    assert summary["n"] == 50 and [r["eps_label"] for r in summary["attacks"][0]["results"]] == ["2/255", "0.3"]
     rows = (out / "per_sample.jsonl").read_text().splitlines()
-    assert len(rows) == 50 and set(json.loads(rows[0])["adv_pred"]) == {"2/255", "0.3"}
+    assert len(rows) == 50 and set(json.loads(rows[0])["attacks"]["fgsm"]) == {"2/255", "0.3"}
     assert "clean" in proc.stdout and "[" in proc.stdout
 
 

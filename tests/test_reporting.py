@@ -14,12 +14,12 @@ import pytest
 from PIL import Image
 
 from advmnist.errors import RunDirError
-from advmnist.reporting import PLOT_CAPTIONS, build_report, headline_table, load_run
+from advmnist.reporting import PLOT_CAPTIONS, build_report, headline_table, load_run, plot_robustness
 
 try:
-    from fake_run import EPS, accuracy_object, make_fake_run
+    from fake_run import EPS, accuracy_object, eval_results, make_fake_run, robust_results
 except ImportError:  # tests/ imported as a package
-    from tests.fake_run import EPS, accuracy_object, make_fake_run
+    from tests.fake_run import EPS, accuracy_object, eval_results, make_fake_run, robust_results
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 REPORTING = SRC / "advmnist" / "reporting"
@@ -40,8 +40,15 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
     return run_dir, build_report(run_dir)
 
 
-def _fmt(fraction: float) -> str:
-    acc = accuracy_object(fraction)
+@pytest.fixture(scope="module")
+def built_robust(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]]:
+    """A newer run: with the strong-attack files `<model>_robust_results.json`."""
+    run_dir = make_fake_run(tmp_path_factory.mktemp("run") / "fake", robust=True)
+    return run_dir, build_report(run_dir)
+
+
+def _fmt(fraction: float, n: int = 10_000) -> str:
+    acc = accuracy_object(fraction, n)
     return f"{100 * acc['value']:.2f}% [{100 * acc['ci_low']:.2f}, {100 * acc['ci_high']:.2f}]"
 
 
@@ -244,7 +251,7 @@ def test_reporting_needs_no_torch_and_no_pyplot(tmp_path: Path) -> None:
     `advmnist/__init__.py` may import torch for the rest of the package, so the script registers
     `advmnist` as a bare package first: this checks what reporting itself imports.
     """
-    run_dir = make_fake_run(tmp_path / "run")
+    run_dir = make_fake_run(tmp_path / "run", robust=True)
     script = textwrap.dedent(f"""
         import importlib.abc, sys, types
         class NoTorch(importlib.abc.MetaPathFinder):
@@ -292,3 +299,94 @@ def test_reporting_imports_only_allowed_modules() -> None:
                 else:
                     ok = top in allowed_third_party or top in sys.stdlib_module_names
                 assert ok and name != "matplotlib.pyplot", f"{file.name} imports {name}"
+
+
+# --- strong attacks (PGD, AutoAttack): optional files of newer runs ---
+
+
+def _flat(run_dir: Path, name: str = "report.txt") -> str:
+    return " ".join((run_dir / name).read_text(encoding="utf-8").split())
+
+
+def test_without_robust_files_there_is_no_strong_section(built: tuple[Path, list[Path]]) -> None:
+    run_dir, written = built
+    assert not (run_dir / "plots" / "robust_curves.png").exists()
+    assert "plots/robust_curves.png" not in {p.relative_to(run_dir).as_posix() for p in written}
+    for name in ("report.md", "report.txt", "results_tables.txt"):
+        text = (run_dir / name).read_text(encoding="utf-8")
+        assert "Strong attacks" not in text and "AutoAttack" not in text.replace("(PGD, AutoAttack)", "")
+    assert load_run(run_dir).robust == {}
+
+
+def test_robust_files_add_tables_section_and_plot(built_robust: tuple[Path, list[Path]]) -> None:
+    run_dir, written = built_robust
+    plot = run_dir / "plots" / "robust_curves.png"
+    assert plot in written
+    with Image.open(plot) as img:
+        img.load()
+        assert img.format == "PNG" and min(img.size) >= 400
+    md = (run_dir / "report.md").read_text(encoding="utf-8")
+    assert "## Strong attacks (PGD-40, AutoAttack)" in md and "](plots/robust_curves.png)" in md
+    assert all(f"](plots/{name})" in md for name in PLOTS)  # the seven stay
+    tables = (run_dir / "results_tables.txt").read_text(encoding="utf-8")
+    assert "Strong attacks at the MNIST threat model" in tables and "every 10th test image" in tables
+    rows = tables.splitlines()
+    # baseline under AutoAttack at 0.1: 25% of 1000 left, 991 - 250 = 741 broken, 735 of them by APGD-CE
+    assert any(r.split()[:3] == ["baseline", "AutoAttack", "1000"] and _fmt(0.25, 1000) in r for r in rows)
+    component = next(r for r in rows if r.split()[:4] == ["baseline", "AutoAttack", "eps", "0.1"])
+    assert component.split()[4:] == ["735", "5", "1", "250/1000"]
+    assert "apgd-ce" in tables and "fab-t" in tables
+
+
+def test_strong_section_says_fgsm_overstates_with_the_numbers(built_robust: tuple[Path, list[Path]]) -> None:
+    flat = _flat(built_robust[0])
+    assert (
+        f"Under AutoAttack at eps 0.3 the defended model keeps {_fmt(0.004, 1000)}; FGSM said {_fmt(0.10)}: "
+        "FGSM overstates its robustness by 9.60 pp" in flat
+    )
+    assert f"The FGSM-trained model does not hold at the MNIST budget: at eps 0.3 it keeps {_fmt(0.004, 1000)}" in flat
+    assert f"largest at eps 0.2: FGSM {_fmt(0.40)}, AutoAttack {_fmt(0.05, 1000)}" in flat
+    assert "the stronger attacks (PGD, AutoAttack) below can only lower these numbers" in flat
+    assert "defended, strong attacks: stronger attacks find more: passed" in flat  # in the sanity checks
+
+
+def test_a_defended_model_that_holds_is_not_called_broken(tmp_path: Path) -> None:
+    run_dir = make_fake_run(tmp_path / "run", robust=True)
+    holds = {"pgd": {"0.1": 0.95, "0.2": 0.93, "0.3": 0.91}, "autoattack": {"0.1": 0.94, "0.2": 0.92, "0.3": 0.89}}
+    (run_dir / "defended_robust_results.json").write_text(json.dumps(robust_results("defended", holds, flagged=True)))
+    build_report(run_dir)
+    flat = _flat(run_dir)
+    assert f"The FGSM-trained model keeps {_fmt(0.89, 1000)} at eps 0.3 even under AutoAttack" in flat
+    assert "does not hold at the MNIST budget" not in flat
+    assert f"FGSM said {_fmt(0.10)}: no lower than FGSM" in flat
+    assert "defended, strong attacks: stronger attacks find more: FLAGGED" in flat
+    assert "Warning: 1 sanity check(s) of the strong attacks flagged a problem" in flat
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        (lambda obj: obj.update(schema_version=7), "unsupported schema_version 7"),
+        (lambda obj: obj["attacks"][1]["results"][2].update(attack_success_rate=-0.5), r"attacks\[1\]\.results\[2\]"),
+        (lambda obj: obj.pop("attacks"), "missing key"),
+    ],
+)
+def test_bad_robust_file_is_named(tmp_path: Path, edit: object, match: str) -> None:
+    run_dir = make_fake_run(tmp_path / "run", robust=True)
+    _edit_json(run_dir / "defended_robust_results.json", edit)
+    with pytest.raises(RunDirError, match=rf"defended_robust_results\.json.*{match}"):
+        build_report(run_dir)
+    assert not (run_dir / "report.md").exists()
+
+
+def test_plot_robustness_api(tmp_path: Path) -> None:
+    a, b = eval_results("runs/a/model.safetensors"), eval_results("runs/b/model.safetensors")
+    path = plot_robustness([a, b], tmp_path / "curves.png", labels=["fgsm-trained", "other"])
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="2 label"):
+        plot_robustness([a], tmp_path / "x.png", labels=["one", "two"])
+    with pytest.raises(ValueError, match="mix norms"):
+        plot_robustness([a, {**b, "norm": "l2"}], tmp_path / "x.png")
+    with pytest.raises(RunDirError, match="result object 2.*clean_accuracy"):
+        plot_robustness([a, {**b, "clean_accuracy": {"value": 2}}], tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()

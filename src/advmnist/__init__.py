@@ -4,7 +4,7 @@
     >>> train, test = advmnist.load_mnist("train"), advmnist.load_mnist("test")
     >>> model = advmnist.create_model("seed-cnn")
     >>> advmnist.train(model, (train.x, train.y), (test.x, test.y), advmnist.TrainConfig(epochs=1))
-    >>> advmnist.evaluate(model, test.x, test.y, attack="fgsm", epsilons=[0.1, 0.3])
+    >>> advmnist.evaluate(model, test.x[:500], test.y[:500], attack="fgsm,pgd,autoattack", epsilons=[0.1, 0.3])
 
 Names are imported on first use, so `import advmnist` is fast and `advmnist.reporting` works
 without torch.
@@ -16,13 +16,22 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "advmnist.attacks": ["FGSM", "PGD", "Attack", "AttackResult", "Threat", "create_attack", "list_attacks"],
+    "advmnist.attacks": [
+        "FGSM",
+        "PGD",
+        "Attack",
+        "AttackResult",
+        "AutoAttack",
+        "Threat",
+        "create_attack",
+        "list_attacks",
+    ],
     "advmnist.config": ["StudyConfig", "load_config"],
     "advmnist.data": ["DatasetSpec", "fetch_mnist", "load_mnist"],
     "advmnist.errors": ["AdvmnistError", "CheckpointError", "ConfigError", "DataError", "RunDirError"],
-    "advmnist.evaluation": ["EvalResult", "accuracy", "evaluate", "parse_eps"],
+    "advmnist.evaluation": ["EvalResult", "Evaluation", "accuracy", "evaluate", "parse_eps"],
     "advmnist.models": ["create_model", "import_pth", "list_models", "load_model", "save_model"],
-    "advmnist.reporting": ["build_report"],
+    "advmnist.reporting": ["build_report", "plot_robustness"],
     "advmnist.study": ["run_study"],
     "advmnist.tasks": ["evaluate_checkpoint", "train_model"],
     "advmnist.training": ["TrainConfig", "fit"],
@@ -34,11 +43,13 @@ __all__ = [
     "AdvmnistError",
     "Attack",
     "AttackResult",
+    "AutoAttack",
     "CheckpointError",
     "ConfigError",
     "DataError",
     "DatasetSpec",
     "EvalResult",
+    "Evaluation",
     "FGSM",
     "PGD",
     "RunDirError",
@@ -60,6 +71,7 @@ __all__ = [
     "load_mnist",
     "load_model",
     "parse_eps",
+    "plot_robustness",
     "run_study",
     "save_model",
     "train",
@@ -87,13 +99,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from advmnist.attacks import FGSM, PGD, Attack, AttackResult, Threat, create_attack, list_attacks
+    from advmnist.attacks import FGSM, PGD, Attack, AttackResult, AutoAttack, Threat, create_attack, list_attacks
     from advmnist.config import StudyConfig, load_config
     from advmnist.data import DatasetSpec, fetch_mnist, load_mnist
     from advmnist.errors import AdvmnistError, CheckpointError, ConfigError, DataError, RunDirError
-    from advmnist.evaluation import EvalResult, accuracy, evaluate, parse_eps
+    from advmnist.evaluation import EvalResult, Evaluation, accuracy, evaluate, parse_eps
     from advmnist.models import create_model, import_pth, list_models, load_model, save_model
-    from advmnist.reporting import build_report
+    from advmnist.reporting import build_report, plot_robustness
     from advmnist.study import run_study
     from advmnist.tasks import evaluate_checkpoint, train_model
     from advmnist.training import TrainConfig, fit

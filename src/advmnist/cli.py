@@ -66,13 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--model", help="a .safetensors model (with its .json card)")
     which.add_argument("--model-factory", help="any classifier on [0, 1] images: 'package.module:function'")
     p.add_argument("--weights", help="safetensors weights for --model-factory")
-    p.add_argument("--attack", default="fgsm", help="see `advmnist attacks` (default fgsm)")
+    p.add_argument(
+        "--attack", default="fgsm", help="one or a comma list, e.g. fgsm,pgd,autoattack; see `advmnist attacks`"
+    )
     p.add_argument("--eps", default="2/255,4/255,8/255", help="comma list, fractions allowed: 2/255,0.1")
     p.add_argument("--norm", default="linf", help="linf or l2")
     p.add_argument("--n", type=int, help="first N test images (default all)")
+    p.add_argument("--every", type=int, default=1, help="take every K-th test image (10: a fixed 1000-image subset)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--resume", action="store_true", help="continue a killed evaluation in --out")
     p.add_argument("--overwrite", action="store_true")
     _data_args(p)
     p.set_defaults(func=cmd_eval)
@@ -80,6 +84,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", parents=[common], help="rebuild tables, plots and report from a run folder")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("plot", parents=[common], help="robust accuracy vs eps (95%% bands) from eval result files")
+    p.add_argument("files", nargs="+", metavar="EVAL_RESULTS.json", help="eval_results.json or *_robust_results.json")
+    p.add_argument("--out", required=True, help="image to write (.png, .pdf or .svg)")
+    p.add_argument("--title", help="plot title")
+    p.add_argument("--label", action="append", help="name of the next file's model (repeat once per file)")
+    p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser("run", parents=[common], help="the whole seed study")
     p.add_argument("--config", help="TOML file (default: the seed's settings, configs/seed.toml)")
@@ -184,18 +195,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
         eps=args.eps,
         norm=args.norm,
         n=args.n,
+        every=args.every,
         batch_size=args.batch_size,
         seed=args.seed,
         data_dir=args.data_dir,
         checksums=args.checksums,
         overwrite=args.overwrite,
+        resume=args.resume,
         device=_device(args),
         progress=_progress(args),
         command=_command(),
     )
     print(_accuracy_line("clean", result.clean_accuracy))
-    for r in result.results:
-        print(_accuracy_line(f"{result.attack} {result.norm} eps {r['eps_label']}", r["robust_accuracy"]))
+    for attack in result.attacks:
+        for r in attack.results:
+            parts = set(r["broken_by"]) - {attack.attack}  # a cascade: which of its attacks broke the points
+            by = ", ".join(f"{k} {v}" for k, v in r["broken_by"].items()) if parts else ""
+            line = _accuracy_line(f"{attack.attack} {result.norm} eps {r['eps_label']}", r["robust_accuracy"])
+            print(line + (f"  broken by: {by}" if by else ""))
+        print(
+            f"  {attack.attack}: {attack.seconds:.1f} s, {attack.forwards} forward / {attack.backwards} backward passes"
+        )
     for check in result.checks:
         status = "ok  " if check["passed"] else "FLAG"
         print(
@@ -215,6 +235,13 @@ def cmd_report(args: argparse.Namespace) -> int:
     files = build_report(args.run_dir)
     print(headline_table(load_run(args.run_dir)))
     print(f"report: {Path(args.run_dir) / 'report.md'} ({len(files)} files written)")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from advmnist.reporting import plot_robustness
+
+    print(f"wrote {plot_robustness(args.files, args.out, labels=args.label, title=args.title)}")
     return 0
 
 

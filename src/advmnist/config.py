@@ -41,19 +41,27 @@ class StudyConfig:
     n_train: int = 60_000
     n_test: int = 10_000
     quick: bool = False
+    # Beyond the seed: strong attacks at the MNIST threat model on every `robust_every`-th test image.
+    robust_attacks: tuple[str, ...] = ("pgd", "autoattack")
+    robust_eps: tuple[str, ...] = ("0.1", "0.2", "0.3")
+    robust_every: int = 10
     baseline: ModelPlan = field(default_factory=lambda: ModelPlan("standard", 5))
     defended: ModelPlan = field(default_factory=lambda: ModelPlan("fgsm-mix", 8))
     data_dir: str = ""
     checksums: str = ""
 
     def __post_init__(self) -> None:
-        for label in (*self.eval_eps, self.defended.train_eps, self.baseline.train_eps):
+        for label in (*self.eval_eps, *self.robust_eps, self.defended.train_eps, self.baseline.train_eps):
             if parse_eps(label) > 1:
                 raise ValueError(f"eps {label!r} is above 1 (images live in [0, 1])")
         missing = [e for e in self.seed_eps if e not in self.eval_eps]
         if missing:
             raise ValueError(f"seed_eps {missing} must also be in eval_eps")
-        for name in ("n_train", "n_test", "eval_batch_size"):
+        from advmnist.attacks import create_attack
+
+        for attack in self.robust_attacks:
+            create_attack(attack)  # validates the name
+        for name in ("n_train", "n_test", "eval_batch_size", "robust_every"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
         for plan in (self.baseline, self.defended):
@@ -84,7 +92,8 @@ class StudyConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        out["eval_eps"], out["seed_eps"] = list(self.eval_eps), list(self.seed_eps)
+        for key in ("eval_eps", "seed_eps", "robust_attacks", "robust_eps"):
+            out[key] = list(getattr(self, key))
         return out
 
 
@@ -102,7 +111,7 @@ def config_from_dict(raw: dict[str, Any], where: str = "config") -> StudyConfig:
                 if not isinstance(plan, dict):
                     raise TypeError(f"[{key}] must be a table")
                 kwargs[key] = ModelPlan(**plan)
-        for key in ("eval_eps", "seed_eps"):
+        for key in ("eval_eps", "seed_eps", "robust_attacks", "robust_eps"):
             if key in kwargs:
                 kwargs[key] = tuple(str(e) for e in kwargs[key])
         return StudyConfig(**kwargs)

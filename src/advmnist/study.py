@@ -95,6 +95,11 @@ def run_study(
         manifest["timings"][f"train_{name}"] = training[name]["training_seconds"]
         attacks[name] = _attack_stage(cfg, name, model, out, test, progress, attack_file, resuming)
         manifest["timings"][f"attack_{name}"] = attacks[name]["seconds"]
+        if cfg.robust_attacks:
+            if on_stage:
+                on_stage(f"{name}: {' + '.join(cfg.robust_attacks)} at Linf {', '.join(cfg.robust_eps)}")
+            robust = _robust_stage(cfg, name, model, out, test, progress, resuming)
+            manifest["timings"][f"robust_{name}"] = sum(a["seconds"] for a in robust["attacks"])
         write_json(out / "manifest.json", manifest)  # a killed run keeps the timings of finished stages
     _write_samples(cfg, out, test)
     manifest["total_seconds"] = manifest.pop("total_seconds_before", 0.0) + time.perf_counter() - start
@@ -114,7 +119,13 @@ def run_study(
 def _forget_partial_outputs(out: Path) -> None:
     """With --overwrite: drop our own append-only files so a new run does not mix with the old."""
     for name, _, _ in MODELS:
-        for path in (out / "per_sample" / f"{name}_fgsm.jsonl", out / "checkpoints" / name / "state.json"):
+        for path in (
+            out / "per_sample" / f"{name}_fgsm.jsonl",
+            out / "per_sample" / f"{name}_fgsm.batches.jsonl",
+            out / "per_sample" / f"{name}_robust.jsonl",
+            out / "per_sample" / f"{name}_robust.batches.jsonl",
+            out / "checkpoints" / name / "state.json",
+        ):
             path.unlink(missing_ok=True)
 
 
@@ -203,8 +214,9 @@ def _attack_stage(
     if resuming and (out / attack_file).is_file():
         return dict(read_json(out / attack_file))
     per_sample = out / "per_sample" / f"{name}_fgsm.jsonl"
-    per_sample.unlink(missing_ok=True)  # a killed evaluation is redone whole (it takes seconds)
-    result = evaluate(
+    for stale in (per_sample, per_sample.with_name(f"{name}_fgsm.batches.jsonl")):
+        stale.unlink(missing_ok=True)  # a killed evaluation is redone whole (it takes seconds)
+    evaluation = evaluate(
         model,
         test.x,
         test.y,
@@ -219,7 +231,8 @@ def _attack_stage(
     record = {
         "schema_version": SCHEMA_VERSION,
         "model": name,
-        **result.to_dict(),
+        **evaluation.attacks[0].to_dict(),
+        "checks": evaluation.checks,
         "seed_eps": list(cfg.seed_eps),
         "per_sample": str(per_sample.relative_to(out)),
     }
@@ -228,6 +241,50 @@ def _attack_stage(
     card.setdefault("metrics", {})["fgsm"] = {r["eps_label"]: r["robust_accuracy"]["value"] for r in record["results"]}
     write_json(card_path, card)
     write_json(out / attack_file, record)
+    return record
+
+
+def _robust_stage(
+    cfg: StudyConfig, name: str, model: torch.nn.Module, out: Path, test: MNISTSplit, progress: bool, resuming: bool
+) -> dict[str, Any]:
+    """PGD-40 and AutoAttack (or the configured list) at the MNIST threat model on a fixed subset.
+
+    The per-sample rows are flushed per batch, so a killed run resumes inside this stage.
+    """
+    path = out / f"{name}_robust_results.json"
+    if resuming and path.is_file():
+        return dict(read_json(path))
+    per_sample = out / "per_sample" / f"{name}_robust.jsonl"
+    index = torch.arange(0, len(test), cfg.robust_every)
+    evaluation = evaluate(
+        model,
+        test.x[index],
+        test.y[index],
+        attack=list(cfg.robust_attacks),
+        epsilons=[parse_eps(e) for e in cfg.robust_eps],
+        labels=list(cfg.robust_eps),
+        indices=index.tolist(),
+        batch_size=cfg.eval_batch_size,
+        seed=cfg.seed,
+        out=per_sample,
+        resume=resuming,
+        progress=progress,
+    )
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "model": name,
+        "every": cfg.robust_every,
+        **evaluation.to_dict(),
+        "per_sample": str(per_sample.relative_to(out)),
+    }
+    card_path = out / "models" / f"{name}.json"
+    card = read_json(card_path)
+    for result in evaluation.attacks:
+        card.setdefault("metrics", {})[result.attack] = {
+            r["eps_label"]: r["robust_accuracy"]["value"] for r in result.results
+        }
+    write_json(card_path, card)
+    write_json(path, record)
     return record
 
 

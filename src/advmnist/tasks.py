@@ -11,7 +11,7 @@ import torch
 
 from advmnist.attacks import create_attack
 from advmnist.data import MNIST, DatasetSpec, load_mnist
-from advmnist.evaluation import EvalResult, accuracy, evaluate, parse_eps_list
+from advmnist.evaluation import Evaluation, accuracy, evaluate, parse_eps_list
 from advmnist.io import write_json
 from advmnist.manifest import make_manifest, now, peak_rss_mb
 from advmnist.models import count_parameters, create_model, load_model, save_model
@@ -88,60 +88,81 @@ def evaluate_checkpoint(
     eps: str = "2/255,4/255,8/255",
     norm: str = "linf",
     n: int | None = None,
+    every: int = 1,
     batch_size: int = 256,
     seed: int = 0,
     data_dir: str | None = None,
     checksums: str | None = None,
     overwrite: bool = False,
+    resume: bool = False,
     device: str = "cpu",
     progress: bool = False,
     command: str = "",
-) -> EvalResult:
-    """Attack a saved model on the first `n` test images; write `eval_results.json` + `per_sample.jsonl`.
+) -> Evaluation:
+    """Attack a saved model on test images; write `eval_results.json` + `per_sample.jsonl` into `out`.
 
     The model is an advmnist checkpoint (`model_path`) or any classifier taking [0, 1] images:
-    `factory="package.module:function"` builds it and `weights` (safetensors) fills it.
+    `factory="package.module:function"` builds it and `weights` (safetensors) fills it. The images
+    are every `every`-th test image, the first `n` of those. `resume` continues a killed evaluation
+    of the same configuration in `out` (and refuses any other).
     """
     budgets = parse_eps_list(eps, max_eps=1.0 if norm == "linf" else None)
-    attack_obj = create_attack(attack)
-    if batch_size < 1:
-        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    attacks = [create_attack(name.strip()) for name in attack.split(",")]
+    if batch_size < 1 or every < 1:
+        raise ValueError(f"batch size and --every must be >= 1, got {batch_size}, {every}")
     if (model_path is None) == (factory is None) or (factory is not None and weights is None):
         raise ValueError("give either a model checkpoint, or a model factory together with its weights")
     model, card = load_model(model_path) if model_path is not None else load_user_model(str(factory), str(weights))
     model.to(device)
-    test = load_mnist("test", data_dir, n, spec=_spec(checksums))
+    test = load_mnist("test", data_dir, spec=_spec(checksums))
+    index = torch.arange(0, len(test), every)
+    if n is not None:
+        if not 1 <= n <= len(index):
+            raise ValueError(f"--n must be in [1, {len(index)}] (test images taken every {every}), got {n}")
+        index = index[:n]
     out = Path(out)
     config = {
         "task": "eval",
         "model": str(model_path or factory),
         "model_sha256": card["sha256"],
-        "attack": attack,
-        "attack_settings": dataclasses.asdict(attack_obj),
+        "attacks": {a.name: dataclasses.asdict(a) for a in attacks},
         "norm": norm,
         "eps": [b[0] for b in budgets],
-        "n": len(test),
+        "n": len(index),
+        "every": every,
         "batch_size": batch_size,
         "seed": seed,
+        "data_sha256": test.sha256,
     }
-    prepare_run_dir(out, config, overwrite=overwrite, resume=False)
-    (out / "per_sample.jsonl").unlink(missing_ok=True)
+    resuming = prepare_run_dir(out, config, overwrite=overwrite, resume=resume)
+    if not resuming:
+        for name in ("per_sample.jsonl", "per_sample.batches.jsonl"):
+            (out / name).unlink(missing_ok=True)
     write_json(out / "config.json", config)
     start = time.perf_counter()
     result = evaluate(
         model,
-        test.x,
-        test.y,
-        attack=attack_obj,
+        test.x[index],
+        test.y[index],
+        attack=attacks,
         norm=norm,
         epsilons=[b[1] for b in budgets],
         labels=[b[0] for b in budgets],
+        indices=index.tolist(),
         batch_size=batch_size,
         seed=seed,
         out=out / "per_sample.jsonl",
+        resume=resuming,
         progress=progress,
     )
-    summary: dict[str, Any] = {"model": str(model_path or factory), "arch": card["arch"], **result.to_dict()}
+    summary: dict[str, Any] = {
+        "schema_version": 2,
+        "model": str(model_path or factory),
+        "arch": card["arch"],
+        "every": every,
+        **result.to_dict(),
+        "per_sample": "per_sample.jsonl",
+    }
     write_json(out / "eval_results.json", summary)
     manifest = make_manifest(seed, device, test.sha256, command)
     manifest.update(finished=now(), total_seconds=time.perf_counter() - start, peak_rss_mb=peak_rss_mb())

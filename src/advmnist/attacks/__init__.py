@@ -2,7 +2,9 @@
 
 from advmnist.attacks.apgd import APGD, APGDCE, APGDDLR, APGDT
 from advmnist.attacks.base import Attack, AttackResult, Oracle, eval_mode
-from advmnist.attacks.cascade import Cascade
+from advmnist.attacks.cascade import AutoAttack, Cascade
+from advmnist.attacks.cw import CWL2
+from advmnist.attacks.deepfool import DeepFool
 from advmnist.attacks.gradient import BIM, FGSM, MIFGSM, PGD, GradientAttack
 from advmnist.attacks.losses import LOSSES
 from advmnist.attacks.norms import NORMS, Threat
@@ -15,8 +17,11 @@ __all__ = [
     "APGDDLR",
     "APGDT",
     "ATTACKS",
+    "AutoAttack",
     "BIM",
+    "CWL2",
     "Cascade",
+    "DeepFool",
     "FGSM",
     "LOSSES",
     "MIFGSM",

@@ -41,6 +41,9 @@ class GradientAttack(Attack):
     def _oracle(self, model: torch.nn.Module) -> Oracle:
         return Oracle(model, torch.bfloat16 if self.bf16 else None)
 
+    def shares_sweep(self) -> bool:
+        return self.steps == 1 and not self.random_start
+
     def _step(self, x: Tensor, x_adv: Tensor, grad: Tensor, threat: Threat) -> Tensor:
         ops = threat.ops
         x_adv = x_adv + self.rel_step_size * threat.eps * ops.normalize_grad(grad)
@@ -88,7 +91,7 @@ class GradientAttack(Attack):
     def _perturb_sweep(
         self, model: torch.nn.Module, x: Tensor, y: Tensor, threats: list[Threat], generator: torch.Generator
     ) -> list[tuple[Oracle, Tensor]]:
-        if self.steps == 1 and not self.random_start:
+        if self.shares_sweep():
             # Single step from x: one gradient serves every eps (FGSM / FGM on a list of budgets).
             oracle = self._new_oracle(model, x)
             _, grad, _ = oracle.loss_grad(x, y, self.loss)

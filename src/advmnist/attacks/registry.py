@@ -7,12 +7,15 @@ from typing import Any
 
 from advmnist.attacks.apgd import APGDCE, APGDDLR, APGDT
 from advmnist.attacks.base import Attack
-from advmnist.attacks.cascade import Cascade
+from advmnist.attacks.cascade import AutoAttack, Cascade
+from advmnist.attacks.cw import CWL2
+from advmnist.attacks.deepfool import DeepFool
 from advmnist.attacks.gradient import BIM, FGSM, MIFGSM, PGD
 from advmnist.attacks.square import Square
 
 ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (FGSM, BIM, PGD, MIFGSM, APGDCE, APGDDLR, APGDT, Square, Cascade)
+    cls.name: cls
+    for cls in (FGSM, BIM, PGD, MIFGSM, APGDCE, APGDDLR, APGDT, Square, Cascade, AutoAttack, CWL2, DeepFool)
 }
 
 

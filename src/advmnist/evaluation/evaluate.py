@@ -1,14 +1,26 @@
-"""Robust accuracy of a model under an attack at several budgets, with per-sample rows.
+"""Robust accuracy of a model under one or more attacks at several budgets, resumable.
 
 A point counts as robust at eps when it is classified correctly both clean and after the attack.
-Rows are appended to a JSONL file and flushed per batch.
+Per batch, one JSONL row per point (label, clean prediction, and for every attack and eps: the
+adversarial prediction, success, perturbation norm, queries spent on it, which attack broke it
+first) is appended and flushed, then one line to the batch log with the batch's cost per attack.
+A killed evaluation resumes after the last logged batch and ends with the same result; the batch
+log carries a fingerprint of the configuration (model weights included), so a resume into results
+of another configuration is refused instead of mixed. The summary is a pure function of the rows.
+
+Budgets are attacked in increasing order and a point broken at a smaller eps is not attacked
+again at a larger one: its adversarial example is inside the larger ball too, so it stays broken
+(this only makes the evaluation stronger, never weaker, and saves most of the work of a sweep).
+Points misclassified clean are not attacked at all (AutoAttack does the same).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +28,20 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from advmnist.attacks import Attack, Threat, create_attack
-from advmnist.data.batches import iterate_batches
-from advmnist.evaluation.checks import SAMPLE, post_checks, pre_checks
+from advmnist.attacks import Attack, AttackResult, Threat, create_attack
+from advmnist.errors import RunDirError
+from advmnist.evaluation.checks import SAMPLE, cross_attack_checks, monotone_check, pre_checks, unbounded_check
 from advmnist.evaluation.epsilons import eps_label
-from advmnist.evaluation.stats import accuracy
-from advmnist.io import append_jsonl
+from advmnist.evaluation.summary import summarize
+from advmnist.io import append_jsonl, atomic_write_text, read_jsonl
 
 Tensor = torch.Tensor
 
 
 @dataclass
 class EvalResult:
+    """One attack's results: robust accuracy per eps with 95% CIs, and what it cost."""
+
     attack: str
     norm: str
     n: int
@@ -37,20 +51,38 @@ class EvalResult:
     seconds: float
     forwards: int = 0
     backwards: int = 0
+    settings: dict[str, Any] = field(default_factory=dict)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Evaluation:
+    """Every attack of one evaluation, the sanity checks, and the per-sample rows."""
+
+    norm: str
+    n: int
+    seed: int
+    clean_accuracy: dict[str, Any]
+    attacks: list[EvalResult]
     checks: list[dict[str, Any]] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
+    def __getitem__(self, name: str) -> EvalResult:
+        for result in self.attacks:
+            if result.attack == name:
+                return result
+        raise KeyError(f"no attack {name!r} in this evaluation; have {', '.join(a.attack for a in self.attacks)}")
+
     def to_dict(self) -> dict[str, Any]:
         return {
-            "attack": self.attack,
             "norm": self.norm,
             "n": self.n,
             "seed": self.seed,
             "clean_accuracy": self.clean_accuracy,
-            "results": self.results,
-            "seconds": self.seconds,
-            "forwards": self.forwards,
-            "backwards": self.backwards,
+            "attacks": [a.to_dict() for a in self.attacks],
             "checks": self.checks,
         }
 
@@ -60,95 +92,251 @@ def evaluate(
     x: Tensor,
     y: Tensor,
     *,
-    attack: str | Attack = "fgsm",
+    attack: str | Attack | Sequence[str | Attack] = "fgsm",
     norm: str = "linf",
     epsilons: Sequence[float] = (2 / 255, 4 / 255, 8 / 255),
     labels: Sequence[str] | None = None,
+    indices: Sequence[int] | None = None,
     batch_size: int = 256,
     seed: int = 0,
     out: str | Path | None = None,
+    resume: bool = False,
     progress: bool = False,
     checks: bool = True,
-) -> EvalResult:
-    """Attack every point at every eps; return accuracies with 95% Clopper-Pearson intervals.
+) -> Evaluation:
+    """Attack every point with every attack at every eps; accuracies with 95% Clopper-Pearson CIs.
 
-    `out`, when given, receives one JSONL row per point: index, label, clean prediction and the
-    adversarial prediction at each eps label. With `checks`, the sanity checks of
-    `advmnist.evaluation.checks` run before and after and land in `EvalResult.checks`.
+    `attack`: a registry name, a comma list of names ("fgsm,pgd,autoattack"), an `Attack`, or a
+    list of those; each is evaluated on its own. `indices` name the rows of `x` in the dataset
+    (default 0..n-1). `out`, when given, is the per-sample JSONL file; its batch log sits beside it
+    (`<name>.batches.jsonl`). With `resume`, rows already there are kept and the rest computed.
+    With `checks`, the sanity checks of `advmnist.evaluation.checks` land in `Evaluation.checks`.
     """
-    attack_obj = create_attack(attack) if isinstance(attack, str) else attack
-    threat = Threat(norm, max(epsilons, default=0.0))
+    attacks = _attacks(attack)
     labels = list(labels) if labels is not None else [eps_label(e) for e in epsilons]
-    if len(labels) != len(epsilons):
-        raise ValueError("labels and epsilons differ in length")
+    if len(labels) != len(epsilons) or len(set(labels)) != len(labels):
+        raise ValueError(f"need one distinct label per eps, got {labels} for {list(epsilons)}")
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1, got {batch_size}")
+    threat = Threat(norm, max(epsilons, default=0.0))  # validates the norm and the largest eps
+    index = list(range(len(y))) if indices is None else [int(i) for i in indices]
+    if len(index) != len(y):
+        raise ValueError(f"{len(index)} indices for {len(y)} points")
+    budgets = sorted(zip(labels, (float(e) for e in epsilons), strict=True), key=lambda b: b[1])
+    fingerprint = _fingerprint(model, x, y, index, attacks, norm, budgets, batch_size, seed)
+    log = _Log(Path(out), fingerprint) if out is not None else None
+    rows, costs = log.load(resume, index) if log is not None else ([], [])
     device = next(model.parameters()).device
-    clean_correct = 0
-    robust = [0] * len(epsilons)
-    max_dist = [0.0] * len(epsilons)
-    rows: list[dict[str, Any]] = []
-    forwards = backwards = 0
-    start = time.perf_counter()
     found = pre_checks(model, x[:SAMPLE].to(device), y[:SAMPLE].to(device)) if checks else []
-    batches = iterate_batches(x, y, batch_size)
-    bar = tqdm(batches, total=-(-len(y) // batch_size), desc=f"{attack_obj.name}", disable=not progress, leave=False)
-    for index, xb, yb in bar:
-        xb, yb = xb.to(device), yb.to(device)
-        results = attack_obj.sweep(model, xb, yb, threat, list(epsilons), seed=seed + int(index[0]))
-        with torch.inference_mode():
-            clean_pred = _predict(model, xb)
-        ok = clean_pred == yb
-        clean_correct += int(ok.sum())
-        for i, r in enumerate(results):
-            robust[i] += int((ok & ~r.success).sum())
-            max_dist[i] = max(max_dist[i], float(r.distance.max()) if len(r.distance) else 0.0)
-        forwards += results[-1].forwards + 1
-        backwards += results[-1].backwards
-        batch_rows = _rows(index, yb, clean_pred, results, labels)
+    starts = range(len(rows), len(y), batch_size)
+    bar = tqdm(starts, desc="+".join(a.name for a in attacks), disable=not progress, leave=False)
+    for start in bar:
+        stop = min(start + batch_size, len(y))
+        xb, yb = x[start:stop].to(device), y[start:stop].to(device)
+        batch_rows, cost = _attack_batch(model, attacks, xb, yb, index[start:stop], threat, budgets, seed + start)
         rows.extend(batch_rows)
-        if out is not None:
-            append_jsonl(out, batch_rows)
-    n = len(y)
+        costs.append(cost)
+        if log is not None:
+            log.append(batch_rows, {"start": start, "size": stop - start, "cost": cost})
+    clean, results = summarize(rows, costs, [(a.name, _settings(a)) for a in attacks], norm, budgets, seed)
     if checks:
-        fractions = [r / n for r in robust]
-        found += post_checks(model, x[:SAMPLE].to(device), y[:SAMPLE].to(device), norm, list(epsilons), fractions)
-    return EvalResult(
-        attack=attack_obj.name,
-        norm=norm,
-        n=n,
-        seed=seed,
-        clean_accuracy=accuracy(clean_correct, n),
-        results=[
-            {
-                "eps": float(e),
-                "eps_label": label,
-                "robust_accuracy": accuracy(robust[i], n),
-                "attack_success_rate": (clean_correct - robust[i]) / n,
-                f"max_{norm}": max_dist[i],
+        for result in results:
+            fractions = [r["robust_accuracy"]["value"] for r in result.results]
+            found.append(monotone_check([r["eps"] for r in result.results], fractions, result.attack))
+        found.append(unbounded_check(model, x[:SAMPLE].to(device), y[:SAMPLE].to(device), norm))
+        found += cross_attack_checks([(r.attack, r.results) for r in results])
+    return Evaluation(norm, len(y), seed, clean, results, [c.to_dict() for c in found], rows)
+
+
+def _attacks(attack: str | Attack | Sequence[str | Attack]) -> list[Attack]:
+    items: list[str | Attack]
+    if isinstance(attack, str):
+        items = [name.strip() for name in attack.split(",")]
+    elif isinstance(attack, Attack):
+        items = [attack]
+    else:
+        items = list(attack)
+    built = [create_attack(a) if isinstance(a, str) else a for a in items]
+    names = [a.name for a in built]
+    if not built or len(set(names)) != len(names):
+        raise ValueError(f"need a list of distinct attacks, got {names}")
+    return built
+
+
+def _settings(attack: Attack) -> dict[str, Any]:
+    return asdict(attack) if is_dataclass(attack) else {}
+
+
+def _attack_batch(
+    model: nn.Module,
+    attacks: list[Attack],
+    x: Tensor,
+    y: Tensor,
+    index: list[int],
+    threat: Threat,
+    budgets: list[tuple[str, float]],
+    seed: int,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
+    clean_pred = _predict(model, x)
+    per_attack, cost = {}, {}
+    for attack in attacks:
+        start = time.perf_counter()
+        cells, forwards, backwards = _one_attack(model, attack, x, y, clean_pred, threat, budgets, seed)
+        per_attack[attack.name] = cells
+        cost[attack.name] = {"seconds": time.perf_counter() - start, "forwards": forwards, "backwards": backwards}
+    rows = [
+        {
+            "index": i,
+            "label": int(y[k]),
+            "clean_pred": int(clean_pred[k]),
+            "attacks": {name: {label: cells[label][k] for label, _ in budgets} for name, cells in per_attack.items()},
+        }
+        for k, i in enumerate(index)
+    ]
+    return rows, cost
+
+
+def _one_attack(
+    model: nn.Module,
+    attack: Attack,
+    x: Tensor,
+    y: Tensor,
+    clean_pred: Tensor,
+    threat: Threat,
+    budgets: list[tuple[str, float]],
+    seed: int,
+) -> tuple[dict[str, list[dict[str, Any]]], int, int]:
+    """Per eps label, one cell per point; plus the forward and backward passes spent."""
+    state = _Cells(clean_pred, y)
+    cells: dict[str, list[dict[str, Any]]] = {}
+    forwards = backwards = 0
+    if attack.shares_sweep():  # one call serves every eps (FGSM's one gradient, a minimum-norm search)
+        idx = state.todo.nonzero().squeeze(1)
+        results = attack.sweep(model, x[idx], y[idx], threat, [e for _, e in budgets], seed=seed) if len(idx) else []
+        for k, (label, _) in enumerate(budgets):
+            if results:
+                state.fill(idx, results[k], attack.name, fresh=True)
+                forwards, backwards = results[k].forwards, results[k].backwards
+            cells[label] = state.cells()
+        return cells, forwards, backwards
+    for label, eps in budgets:
+        idx = state.todo.nonzero().squeeze(1)  # points broken at a smaller eps stay broken
+        if len(idx):
+            r = attack.sweep(model, x[idx], y[idx], threat.with_eps(eps), [eps], seed=seed)[0]
+            forwards, backwards = forwards + r.forwards, backwards + r.backwards
+            state.fill(idx, r, attack.name, fresh=False)
+        cells[label] = state.cells()
+    return cells, forwards, backwards
+
+
+class _Cells:
+    """What one attack did to each point of a batch at the current eps."""
+
+    def __init__(self, clean_pred: Tensor, y: Tensor) -> None:
+        clean_pred, y = clean_pred.cpu(), y.cpu()
+        n = len(y)
+        self.y, self.clean_pred = y, clean_pred
+        self.todo = clean_pred == y  # misclassified points are not attacked
+        self.pred, self.dist = clean_pred.clone(), torch.zeros(n)
+        self.queries: Tensor | None = torch.zeros(n, dtype=torch.long)
+        self.norm_found = torch.full((n,), float("nan"))
+        self.broken_by: list[str | None] = [None] * n
+
+    def fill(self, idx: Tensor, r: AttackResult, name: str, *, fresh: bool) -> None:
+        """Record result `r` on points `idx`; `fresh`: `r` replaces the previous eps's outcome."""
+        idx = idx.cpu()
+        self.pred[idx], self.dist[idx] = r.pred.cpu(), r.distance.float().cpu()
+        if r.norm_found is not None:
+            self.norm_found[idx] = r.norm_found.float().cpu()
+        if r.queries is None or self.queries is None:
+            self.queries = None
+        elif fresh:
+            self.queries = torch.zeros_like(self.pred).index_copy(0, idx, r.queries.cpu())
+        else:  # cumulative over the budgets: what it took to reach this eps's outcome
+            self.queries[idx] += r.queries.cpu()
+        fooled = (r.pred.cpu() != self.y[idx]).tolist()
+        for j, (i, hit) in enumerate(zip(idx.tolist(), fooled, strict=True)):
+            if hit:
+                self.broken_by[i] = (r.broken_by[j] if r.broken_by is not None else None) or name
+            elif fresh:
+                self.broken_by[i] = None
+        if not fresh:
+            self.todo[idx] = ~torch.tensor(fooled, dtype=torch.bool)
+
+    def cells(self) -> list[dict[str, Any]]:
+        out = []
+        rows = zip(self.pred.tolist(), self.y.tolist(), self.dist.tolist(), self.broken_by, strict=True)
+        for k, (p, t, d, by) in enumerate(rows):
+            cell: dict[str, Any] = {
+                "pred": p,
+                "success": p != t,
+                "norm": round(d, 7),
+                "queries": None if self.queries is None else int(self.queries[k]),
+                "broken_by": by,
             }
-            for i, (e, label) in enumerate(zip(epsilons, labels, strict=True))
-        ],
-        seconds=time.perf_counter() - start,
-        forwards=forwards,
-        backwards=backwards,
-        checks=[c.to_dict() for c in found],
-        rows=rows,
-    )
+            found = float(self.norm_found[k])
+            if found == found:  # not NaN: a minimum-norm attack reported it (None: nothing found)
+                cell["norm_found"] = round(found, 7) if found != float("inf") else None
+            out.append(cell)
+        return out
 
 
 def _predict(model: nn.Module, x: Tensor) -> Tensor:
     was_training = model.training
     model.eval()
     try:
-        return model(x.contiguous(memory_format=torch.channels_last)).argmax(1)
+        with torch.inference_mode():
+            return model(x.contiguous(memory_format=torch.channels_last)).argmax(1)
     finally:
         model.train(was_training)
 
 
-def _rows(
-    index: Tensor, y: Tensor, clean_pred: Tensor, results: list[Any], labels: Sequence[str]
-) -> list[dict[str, Any]]:
-    preds = torch.stack([r.pred for r in results], dim=1).tolist() if results else [[] for _ in y]
-    return [
-        {"index": int(i), "label": int(t), "clean_pred": int(c), "adv_pred": dict(zip(labels, p, strict=True))}
-        for i, t, c, p in zip(index.tolist(), y.tolist(), clean_pred.tolist(), preds, strict=True)
-    ]
+def _fingerprint(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    index: list[int],
+    attacks: list[Attack],
+    norm: str,
+    budgets: list[tuple[str, float]],
+    batch_size: int,
+    seed: int,
+) -> str:
+    """sha256 of everything the rows depend on: weights, points, attacks and their settings, budgets."""
+    h = hashlib.sha256()
+    for name, t in [*model.state_dict().items(), ("x", x), ("y", y)]:
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    spec = [index, [(a.name, _settings(a)) for a in attacks], norm, budgets, batch_size, seed]
+    h.update(json.dumps(spec, sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+class _Log:
+    """The per-sample JSONL file and its batch log: append per batch, reload on resume."""
+
+    def __init__(self, rows_path: Path, fingerprint: str) -> None:
+        self.rows_path = rows_path
+        self.batches_path = rows_path.with_name(rows_path.name.removesuffix(".jsonl") + ".batches.jsonl")
+        self.fingerprint = fingerprint
+
+    def load(self, resume: bool, index: list[int]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        there = [p for p in (self.rows_path, self.batches_path) if p.exists() and p.stat().st_size]
+        if not resume:
+            if there:
+                raise RunDirError(f"{there[0]}: exists; resume it or remove it first")
+            return [], []
+        batches = list(read_jsonl(self.batches_path)) if self.batches_path.exists() else []
+        if any(b.get("fingerprint") != self.fingerprint for b in batches):
+            raise RunDirError(f"{self.batches_path}: results of another configuration; refusing to mix")
+        done = sum(int(b["size"]) for b in batches)
+        rows = list(read_jsonl(self.rows_path))[:done] if self.rows_path.exists() else []
+        if len(rows) != done or [r["index"] for r in rows] != index[:done]:
+            raise RunDirError(f"{self.rows_path}: does not match its batch log; refusing to resume")
+        # Rows written after the last logged batch (a kill between the two appends) are dropped.
+        atomic_write_text(self.rows_path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows))
+        return rows, [b["cost"] for b in batches]
+
+    def append(self, rows: list[dict[str, Any]], record: dict[str, Any]) -> None:
+        append_jsonl(self.rows_path, rows)
+        append_jsonl(self.batches_path, [{**record, "fingerprint": self.fingerprint}])

@@ -3,6 +3,7 @@
 Everything the report shows comes from these files. Validation happens here, once, so that tables,
 plots and prose can index the parsed objects without defensive checks: a missing file, invalid JSON,
 a missing key or a fraction outside [0, 1] raises `RunDirError` with one line naming the file.
+The strong-attack files (`<model>_robust_results.json`) are optional: older runs lack them.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,11 @@ ATTACK_FILES = {
     "baseline": "fgsm_attack_results.json",
     "defended": "defended_fgsm_results.json",
 }
+ROBUST_FILES = {
+    "baseline": "baseline_robust_results.json",
+    "defended": "defended_robust_results.json",
+}
+ROBUST_SCHEMAS = (1, 2)  # 1: the study's robust files, 2: `advmnist eval`'s eval_results.json
 SAMPLES = "samples.safetensors"
 MODELS = ("baseline", "defended")
 
@@ -46,6 +52,7 @@ HISTORY_KEYS = (
 TRAINING_KEYS = ("history", "clean_accuracy", "training_seconds")
 ATTACK_KEYS = ("clean_accuracy", "results")
 POINT_KEYS = ("eps", "eps_label", "robust_accuracy", "attack_success_rate")
+ROBUST_KEYS = ("norm", "clean_accuracy", "attacks")
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,39 @@ class SweepPoint:
 
 
 @dataclass(frozen=True)
+class AttackCurve:
+    """One attack of an evaluation: its robust accuracy at each eps, sorted by eps."""
+
+    attack: str
+    points: tuple[SweepPoint, ...]
+    broken_by: dict[str, dict[str, int]]  # eps label -> the attack (of a cascade) that broke a point first -> count
+    settings: dict[str, Any]
+
+    def point(self, eps_label: str) -> SweepPoint | None:
+        return next((p for p in self.points if p.eps_label == eps_label), None)
+
+
+@dataclass(frozen=True)
+class RobustResults:
+    """A strong-attack evaluation: `<model>_robust_results.json` of a run, or an `eval_results.json`."""
+
+    source: str  # the file it came from, for messages
+    model: str
+    norm: str
+    every: int  # the points are every `every`-th test image
+    clean: Accuracy
+    attacks: tuple[AttackCurve, ...]
+    checks: tuple[dict[str, Any], ...]  # the evaluation's checks, then each attack's
+
+    @property
+    def n(self) -> int:
+        return self.clean.n
+
+    def attack(self, name: str) -> AttackCurve | None:
+        return next((a for a in self.attacks if a.attack == name), None)
+
+
+@dataclass(frozen=True)
 class RunFiles:
     """The parsed, validated JSON files of one run folder."""
 
@@ -80,6 +120,7 @@ class RunFiles:
     manifest: dict[str, Any]
     training: dict[str, dict[str, Any]]  # model -> baseline_results.json / defended_training_...
     attacks: dict[str, dict[str, Any]]  # model -> fgsm_attack_results.json / defended_fgsm_...
+    robust: dict[str, RobustResults] = field(default_factory=dict)  # model -> <model>_robust_results.json, if any
 
     @property
     def name(self) -> str:
@@ -164,13 +205,89 @@ def load_run(run_dir: str | Path) -> RunFiles:
     for model in MODELS:
         _check_training(training[model], run_dir / TRAINING_FILES[model])
         _check_attack(attacks[model], run_dir / ATTACK_FILES[model])
+    robust = {m: load_robust(run_dir / f) for m, f in ROBUST_FILES.items() if (run_dir / f).is_file()}
     return RunFiles(
         run_dir=run_dir,
         config=_load_object(run_dir, CONFIG),
         manifest=_load_object(run_dir, MANIFEST),
         training=training,
         attacks=attacks,
+        robust=robust,
     )
+
+
+def load_robust(source: str | Path | Mapping[str, Any], where: str | None = None) -> RobustResults:
+    """Read and validate a strong-attack result: a file path, or its already-parsed JSON object.
+
+    Takes `<model>_robust_results.json` (a run's strong attacks), `eval_results.json` (`advmnist eval`)
+    and, as a one-attack evaluation, a run's FGSM sweep file. Raises `RunDirError` naming the source.
+    """
+    if isinstance(source, Mapping):
+        obj, where = dict(source), where or "results"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise RunDirError(f"result file {path} does not exist")
+        obj, where = _load_object(path.parent, path.name), where or str(path)
+    if "attacks" not in obj and {"attack", "results"} <= obj.keys():
+        one = {k: v for k, v in obj.items() if k != "checks"}  # its checks stay at the top, counted once
+        obj = {**obj, "attacks": [one]}  # a single-attack file such as fgsm_attack_results.json
+    _require(obj, ROBUST_KEYS, where)
+    version = obj.get("schema_version", 1)
+    if version not in ROBUST_SCHEMAS:
+        raise RunDirError(f"{where}: unsupported schema_version {version!r} (this advmnist reads {ROBUST_SCHEMAS})")
+    _check_accuracy(obj["clean_accuracy"], f"{where}: clean_accuracy")
+    attacks = obj["attacks"]
+    if not isinstance(attacks, list) or not attacks:
+        raise RunDirError(f"{where}: 'attacks' must be a non-empty list")
+    curves = [_attack_curve(row, f"{where}: attacks[{i}]") for i, row in enumerate(attacks)]
+    if len({c.attack for c in curves}) != len(curves):
+        raise RunDirError(f"{where}: an attack appears twice in 'attacks'")
+    every = obj.get("every", 1)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise RunDirError(f"{where}: 'every' must be a positive integer, got {every!r}")
+    checks = _checks_list(obj.get("checks", []), f"{where}: checks")
+    for i, row in enumerate(attacks):
+        checks += _checks_list(row.get("checks", []), f"{where}: attacks[{i}].checks")
+    return RobustResults(
+        source=where,
+        model=str(obj.get("model") or "model"),
+        norm=str(obj["norm"]),
+        every=every,
+        clean=accuracy(obj["clean_accuracy"]),
+        attacks=tuple(curves),
+        checks=tuple(checks),
+    )
+
+
+def _attack_curve(row: Any, where: str) -> AttackCurve:
+    if not isinstance(row, dict):
+        raise RunDirError(f"{where}: expected an object")
+    _require(row, ("attack", "results"), where)
+    if not isinstance(row["attack"], str) or not row["attack"]:
+        raise RunDirError(f"{where}: 'attack' must be a name, got {row['attack']!r}")
+    _check_results(row["results"], f"{where}.results")
+    broken_by = {}
+    for i, point in enumerate(row["results"]):
+        counts = point.get("broken_by", {})
+        if not isinstance(counts, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts.values()
+        ):
+            raise RunDirError(f"{where}.results[{i}].broken_by: expected {{attack: count}}, got {counts!r}")
+        broken_by[str(point["eps_label"])] = {str(k): int(v) for k, v in counts.items()}
+    settings = row.get("settings", {})
+    return AttackCurve(
+        attack=row["attack"],
+        points=tuple(sorted((_point(p) for p in row["results"]), key=lambda p: p.eps)),
+        broken_by=broken_by,
+        settings=settings if isinstance(settings, dict) else {},
+    )
+
+
+def _checks_list(checks: Any, where: str) -> list[dict[str, Any]]:
+    if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks):
+        raise RunDirError(f"{where}: expected a list of check objects")
+    return list(checks)
 
 
 def load_samples(run_dir: str | Path) -> Samples:
@@ -258,12 +375,16 @@ def _check_training(obj: dict[str, Any], path: Path) -> None:
 def _check_attack(obj: dict[str, Any], path: Path) -> None:
     _require(obj, ATTACK_KEYS, str(path))
     _check_accuracy(obj["clean_accuracy"], f"{path}: clean_accuracy")
-    results = obj["results"]
+    _check_results(obj["results"], f"{path}: results")
+
+
+def _check_results(results: Any, name: str) -> None:
+    """A non-empty list of sweep points with distinct eps labels; `name` says where it is."""
     if not isinstance(results, list) or not results:
-        raise RunDirError(f"{path}: 'results' must be a non-empty list")
+        raise RunDirError(f"{name}: must be a non-empty list")
     labels: set[str] = set()
     for i, row in enumerate(results):
-        where = f"{path}: results[{i}]"
+        where = f"{name}[{i}]"
         if not isinstance(row, dict):
             raise RunDirError(f"{where}: expected an object")
         _require(row, POINT_KEYS, where)

@@ -53,9 +53,10 @@ def _figure(figsize: tuple[float, float]) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path: Path, dpi: int) -> Path:
+def _save(fig: Figure, path: Path, dpi: int, fmt: str = "png") -> Path:
+    """Render `fig` in memory, then write it atomically (a kill never leaves half a PNG)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    fig.savefig(buf, format=fmt, dpi=dpi)
     return atomic_write_bytes(path, buf.getvalue())
 
 

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from advmnist.io import atomic_write_text
+from advmnist.reporting.curves import ROBUST_CAPTION, ROBUST_PLOT, plot_run_robust
 from advmnist.reporting.load import RunFiles, load_run, load_samples
 from advmnist.reporting.plots import PLOT_CAPTIONS, required_sample_keys, write_plots
+from advmnist.reporting.strong import strong_heading, strong_paragraphs
 from advmnist.reporting.tables import (
     SEED_PUBLISHED,
     Table,
@@ -26,6 +28,7 @@ from advmnist.reporting.tables import (
     pct,
     render_markdown,
     render_text,
+    robust_tables,
     tables_text,
 )
 
@@ -124,8 +127,12 @@ def _natural_robustness(run: RunFiles) -> list[Block]:
     paras += _curve_verdict(run)
     paras.append(
         "FGSM is a weak, single-step attack, so every robust accuracy here is an upper bound on the "
-        "true robust accuracy at that eps; stronger attacks (PGD, AutoAttack) come later in this "
-        "project and can only lower these numbers."
+        "true robust accuracy at that eps; "
+        + (
+            "the stronger attacks (PGD, AutoAttack) below can only lower these numbers, and do."
+            if run.robust
+            else "stronger attacks (PGD, AutoAttack) come later in this project and can only lower these numbers."
+        )
     )
     return [Block("h2", "Is the baseline 'naturally robust'?")] + [Block("p", p) for p in paras]
 
@@ -221,10 +228,31 @@ def _checks(run: RunFiles) -> list[Block]:
         for check in run.attacks[model].get("checks", []):
             verdict = "passed" if check.get("passed") else "FLAGGED"
             items.append(f"{model}: {check.get('name')}: {verdict} ({check.get('measured')}). {check.get('why')}.")
+    for model, results in run.robust.items():  # the strong attacks' own checks, when the run has them
+        for check in results.checks:
+            verdict = "passed" if check.get("passed") else "FLAGGED"
+            items.append(
+                f"{model}, strong attacks: {check.get('name')}: {verdict} ({check.get('measured')}). "
+                f"{check.get('why')}."
+            )
     if not items:
         return []
     intro = "Before a robust accuracy means anything, the attack must have been able to work:"
     return [Block("h2", "Sanity checks"), Block("p", intro), Block("bullets", items)]
+
+
+def _strong(run: RunFiles) -> list[Block]:
+    """The strong-attack section; nothing for a run without `<model>_robust_results.json`."""
+    if not run.robust:
+        return []
+    intro, *paras = strong_paragraphs(run, _train_eps(run))
+    return [
+        Block("h2", strong_heading(run)),
+        Block("p", intro),
+        *(Block("table", t) for t in robust_tables(run)),
+        *(Block("p", p) for p in paras),
+        Block("plot", (ROBUST_PLOT, ROBUST_CAPTION)),
+    ]
 
 
 def _blocks(run: RunFiles) -> list[Block]:
@@ -235,6 +263,7 @@ def _blocks(run: RunFiles) -> list[Block]:
     ]
     blocks += [Block("table", t) for t in all_tables(run)]
     blocks += _checks(run) + _natural_robustness(run) + _defense(run)
+    blocks += _strong(run)
     blocks.append(Block("h2", "Plots"))
     blocks += [Block("plot", (name, caption)) for name, caption in PLOT_CAPTIONS.items()]
     command = run.manifest.get("command")
@@ -296,6 +325,8 @@ def build_report(run_dir: str | Path) -> list[Path]:
     blocks = _blocks(run)
     written = [atomic_write_text(run_dir / "results_tables.txt", tables_text(run))]
     written += write_plots(run, samples, run_dir / "plots")
+    if run.robust:
+        written.append(plot_run_robust(run, run_dir / "plots" / ROBUST_PLOT))
     written.append(atomic_write_text(run_dir / "report.md", render_markdown_report(blocks)))
     written.append(atomic_write_text(run_dir / "report.txt", render_text_report(blocks)))
     return written

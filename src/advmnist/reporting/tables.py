@@ -1,4 +1,5 @@
-"""Text and markdown tables of a run: clean accuracy, the FGSM sweep, training, and the seed's numbers.
+"""Text and markdown tables of a run: clean accuracy, the FGSM sweep, training, the seed's numbers,
+and, when the run holds them, the strong attacks (PGD, AutoAttack) at the MNIST threat model.
 
 Accuracies are shown as percentages with their 95% interval, `96.95% [96.60, 97.27]`; differences
 between models or against the seed are in percentage points (pp).
@@ -8,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from advmnist.reporting.load import MODELS, Accuracy, RunFiles
+from advmnist.reporting.load import MODELS, Accuracy, AttackCurve, RobustResults, RunFiles
 
 # The seed's published table (README "Results Summary"), in percent; keyed by model, then by "clean"
 # or eps label. The only place these numbers live.
@@ -17,6 +18,16 @@ SEED_PUBLISHED: dict[str, dict[str, float]] = {
     "defended": {"clean": 99.13, "2/255": 98.92, "4/255": 98.65, "8/255": 97.85},
 }
 SEED_SOURCE = "seed README, 'Results Summary' (one run, no intervals)"
+# The order AutoAttack runs its members in (standard, then the "plus" extras), for table columns.
+CASCADE_ORDER = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "square")
+# Registry name -> how prose names it; any other name is upper-cased ("apgd-ce" -> "APGD-CE").
+ATTACK_NAMES = {
+    "autoattack": "AutoAttack",
+    "cascade": "Cascade",
+    "square": "Square",
+    "mifgsm": "MI-FGSM",
+    "deepfool": "DeepFool",
+}
 
 
 @dataclass(frozen=True)
@@ -65,10 +76,13 @@ def accuracy_at(run: RunFiles, model: str, key: str) -> Accuracy | None:
     return point.robust if point else None
 
 
+def _interval(acc: Accuracy) -> str:
+    return f"[a, b]: {100 * acc.confidence:g}% {acc.method} interval"
+
+
 def _ci_note(run: RunFiles) -> str:
     acc = run.clean("baseline")
-    level = f"{100 * acc.confidence:g}%"
-    return f"[a, b]: {level} {acc.method} interval on n = {acc.n} test images."
+    return f"{_interval(acc)} on n = {acc.n} test images."
 
 
 def clean_table(run: RunFiles) -> Table:
@@ -178,6 +192,92 @@ def all_tables(run: RunFiles) -> list[Table]:
     return [clean_table(run), fgsm_table(run), training_table(run), seed_table(run)]
 
 
+def attack_name(curve: AttackCurve) -> str:
+    """How the report names an attack: "PGD-40", "AutoAttack", "APGD-CE"."""
+    if curve.attack == "pgd" and curve.settings.get("steps"):
+        return f"PGD-{curve.settings['steps']}"
+    return ATTACK_NAMES.get(curve.attack, curve.attack.upper())
+
+
+def ordinal_every(every: int) -> str:
+    """ "every test image", "every 2nd test image", "every 10th test image"."""
+    if every == 1:
+        return "every test image"
+    suffix = "th" if 10 <= every % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(every % 10, "th")
+    return f"every {every}{suffix} test image"
+
+
+def robust_eps_labels(run: RunFiles) -> list[str]:
+    """Every eps label of the strong attacks, ordered by eps."""
+    eps = {p.eps_label: p.eps for r in run.robust.values() for a in r.attacks for p in a.points}
+    return sorted(eps, key=lambda label: eps[label])
+
+
+def _subset(results: RobustResults) -> str:
+    return f"n = {results.n} ({ordinal_every(results.every)})"
+
+
+def strong_table(run: RunFiles) -> Table:
+    """Clean and robust accuracy of each model under FGSM (all its points) and each strong attack."""
+    labels = robust_eps_labels(run)
+    rows = []
+    for model, results in run.robust.items():
+        fgsm = [accuracy_at(run, model, label) for label in labels]
+        rows.append((model, "FGSM", str(run.clean(model).n), fmt_acc(run.clean(model)), *_cells(fgsm)))
+        for curve in results.attacks:
+            accs = [p.robust if (p := curve.point(label)) else None for label in labels]
+            rows.append((model, attack_name(curve), str(results.n), fmt_acc(results.clean), *_cells(accs)))
+    subsets = sorted({_subset(r) for r in run.robust.values()})
+    return Table(
+        "Strong attacks at the MNIST threat model",
+        ("model", "attack", "n", "clean [95% CI]", *(f"eps {label}" for label in labels)),
+        tuple(rows),
+        f"Strong attacks on {', '.join(subsets)}; FGSM rows: the run's FGSM sweep on all its test images. "
+        f"{_interval(run.clean('baseline'))}. Every robust accuracy is an upper bound: an attack can "
+        "only show a point is not robust.",
+    )
+
+
+def _cells(accs: list[Accuracy | None]) -> tuple[str, ...]:
+    return tuple(fmt_acc(a) if a else "n/a" for a in accs)
+
+
+def components_table(run: RunFiles) -> Table | None:
+    """Which member of a cascade (AutoAttack) broke a point first, per model and eps; None without one."""
+    rows, names = [], []
+    for model, results in run.robust.items():
+        for curve in results.attacks:
+            members = {k for counts in curve.broken_by.values() for k in counts} - {curve.attack}
+            if not members:
+                continue  # not a cascade
+            order = [str(a) for a in curve.settings.get("attacks") or ()] + list(CASCADE_ORDER)
+            names += [k for k in sorted(members, key=lambda k: ((order + [k]).index(k), k)) if k not in names]
+            for point in curve.points:
+                counts = curve.broken_by.get(point.eps_label, {})
+                rows.append((model, attack_name(curve), point.eps_label, counts, point.robust))
+    if not rows:
+        return None
+    body = tuple(
+        (model, attack, f"eps {label}", *(str(counts.get(k, 0)) for k in names), f"{robust.correct}/{robust.n}")
+        for model, attack, label, counts, robust in rows
+    )
+    return Table(
+        "Which attack broke the points",
+        ("model", "attack", "eps", *names, "still robust"),
+        body,
+        "Points correctly classified when clean, counted under the first attack of the cascade that fooled "
+        "them; each later attack runs only on the points still robust.",
+    )
+
+
+def robust_tables(run: RunFiles) -> list[Table]:
+    """The strong-attack tables; none for a run without `<model>_robust_results.json`."""
+    if not run.robust:
+        return []
+    components = components_table(run)
+    return [strong_table(run)] + ([components] if components else [])
+
+
 def render_text(table: Table) -> str:
     """A fixed-width table with a title line, for results_tables.txt and report.txt."""
     cells = [table.headers, *table.rows]
@@ -207,7 +307,7 @@ def render_markdown(table: Table) -> str:
 def tables_text(run: RunFiles) -> str:
     """The content of results_tables.txt."""
     header = f"advmnist results: {run.name}\n\n"
-    return header + "\n".join(render_text(t) for t in all_tables(run))
+    return header + "\n".join(render_text(t) for t in all_tables(run) + robust_tables(run))
 
 
 def headline_table(run: RunFiles) -> str:

@@ -1,0 +1,170 @@
+"""The evaluation harness: several attacks, per-sample rows, resume, refusal to mix, cross-attack checks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from advmnist.attacks import PGD, AutoAttack, Square
+from advmnist.errors import RunDirError
+from advmnist.evaluation import evaluate
+from advmnist.evaluation.checks import cross_attack_checks
+from advmnist.evaluation.summary import summarize
+from advmnist.io import read_jsonl
+
+EPS = [0.02, 0.05, 0.1]
+
+
+def _model(seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.ReLU(), nn.Linear(32, 10))
+
+
+def _data(n: int = 60) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(n, 1, 28, 28, generator=g)
+    y = _model()(x).argmax(1)
+    y[::7] = (y[::7] + 1) % 10  # some points misclassified clean
+    return x, y
+
+
+CASCADE = AutoAttack(version="custom", attacks=("fgsm", "bim"))
+
+
+def _run(out: Path | None = None, **kwargs) -> object:  # noqa: ANN003
+    x, y = _data()
+    settings = {"attack": ["fgsm", PGD(steps=10), CASCADE], "epsilons": EPS, "batch_size": 16, "checks": False}
+    return evaluate(kwargs.pop("model", _model()), x, y, out=out, **{**settings, **kwargs})
+
+
+def test_rows_hold_every_attack_and_eps_and_the_summary_follows_from_them(tmp_path: Path) -> None:
+    ev = _run(tmp_path / "rows.jsonl")
+    rows = list(read_jsonl(tmp_path / "rows.jsonl"))
+    assert rows == ev.rows and [r["index"] for r in rows] == list(range(60))
+    for row in rows:
+        for name in ("fgsm", "pgd", "autoattack"):
+            for label in ("0.02", "0.05", "0.1"):
+                cell = row["attacks"][name][label]
+                assert {"pred", "success", "norm", "queries", "broken_by"} <= set(cell)
+                assert cell["norm"] <= float(label) + 1e-6
+                assert cell["success"] == (cell["pred"] != row["label"])
+                assert (cell["broken_by"] is not None) == (cell["success"] and row["clean_pred"] == row["label"])
+    aa = ev["autoattack"]
+    for r in aa.results:
+        broken = round((ev.clean_accuracy["value"] - r["robust_accuracy"]["value"]) * 60)
+        assert sum(r["broken_by"].values()) == broken and set(r["broken_by"]) <= {"fgsm", "bim"}
+        assert r["queries"]["total"] > 0
+    batches = list(read_jsonl(tmp_path / "rows.batches.jsonl"))
+    assert [b["start"] for b in batches] == [0, 16, 32, 48]
+    assert aa.forwards == sum(b["cost"]["autoattack"]["forwards"] for b in batches) > 0
+    costs = [b["cost"] for b in batches]
+    budgets = [(r["eps_label"], r["eps"]) for r in aa.results]
+    attacks = [(a.attack, a.settings) for a in ev.attacks]
+    clean, again = summarize(rows, costs, attacks, "linf", budgets, 0)
+    assert clean == ev.clean_accuracy and [a.results for a in again] == [a.results for a in ev.attacks]
+
+
+def test_a_point_broken_at_a_small_eps_stays_broken_at_larger_ones() -> None:
+    ev = _run()
+    for row in ev.rows:
+        for cells in row["attacks"].values():
+            hits = [cells[label]["success"] for label in ("0.02", "0.05", "0.1")]
+            assert hits == sorted(hits)  # False ... False True ... True
+    for result in ev.attacks:
+        values = [r["robust_accuracy"]["value"] for r in result.results]
+        assert values == sorted(values, reverse=True)
+
+
+def test_the_cascade_is_at_least_as_strong_as_each_of_its_parts() -> None:
+    ev = _run()
+    for fgsm, pgd, aa in zip(*(ev[n].results for n in ("fgsm", "pgd", "autoattack")), strict=True):
+        assert aa["robust_accuracy"]["correct"] <= min(
+            fgsm["robust_accuracy"]["correct"], pgd["robust_accuracy"]["correct"]
+        )
+
+
+def test_a_killed_evaluation_resumes_to_the_same_result(tmp_path: Path) -> None:
+    full = _run(tmp_path / "full" / "rows.jsonl")
+    part = tmp_path / "part"
+    part.mkdir()
+    lines = (tmp_path / "full" / "rows.jsonl").read_text().splitlines(keepends=True)
+    batches = (tmp_path / "full" / "rows.batches.jsonl").read_text().splitlines(keepends=True)
+    # Killed after two logged batches, while writing the rows of the third (a torn last line too).
+    (part / "rows.jsonl").write_text("".join(lines[:40]) + lines[40][:25])
+    (part / "rows.batches.jsonl").write_text("".join(batches[:2]))
+    resumed = _run(part / "rows.jsonl", resume=True)
+    assert resumed.rows == full.rows
+    assert [a.results for a in resumed.attacks] == [a.results for a in full.attacks]
+    assert (part / "rows.jsonl").read_text() == (tmp_path / "full" / "rows.jsonl").read_text()
+
+
+def test_resume_refuses_another_configuration_and_never_overwrites(tmp_path: Path) -> None:
+    out = tmp_path / "rows.jsonl"
+    _run(out)
+    before = out.read_bytes()
+    with pytest.raises(RunDirError, match="exists"):
+        _run(out)
+    with pytest.raises(RunDirError, match="another configuration"):
+        _run(out, resume=True, epsilons=[0.02, 0.05, 0.2])
+    with pytest.raises(RunDirError, match="another configuration"):
+        _run(out, resume=True, model=_model(seed=5))  # other weights, same architecture
+    assert out.read_bytes() == before
+    shutil.copy(out, tmp_path / "copy.jsonl")
+    assert _run(out, resume=True).rows == [json.loads(line) for line in before.decode().splitlines()]
+
+
+def test_distinct_attacks_and_labels_are_required() -> None:
+    x, y = _data()
+    with pytest.raises(ValueError, match="distinct attacks"):
+        evaluate(_model(), x, y, attack="pgd,pgd", epsilons=[0.1])
+    with pytest.raises(ValueError, match="one distinct label per eps"):
+        evaluate(_model(), x, y, epsilons=[0.1, 0.2], labels=["a", "a"])
+
+
+def _results(values: dict[str, list[float]]) -> list[tuple[str, list[dict]]]:
+    return [
+        (name, [{"eps_label": str(e), "robust_accuracy": {"value": v}} for e, v in zip(EPS, vs, strict=True)])
+        for name, vs in values.items()
+    ]
+
+
+def test_cross_attack_checks_flag_an_order_violation_and_a_winning_black_box() -> None:
+    fine = {c.name: c.passed for c in cross_attack_checks(_results({"fgsm": [0.9, 0.8, 0.5], "pgd": [0.8, 0.6, 0.3]}))}
+    assert fine == {"stronger attacks find more: clean >= FGSM >= PGD >= AutoAttack": True}
+    bad = cross_attack_checks(
+        _results({"fgsm": [0.9, 0.8, 0.5], "pgd": [0.8, 0.85, 0.3], "autoattack": [0.7, 0.6, 0.2], "square": [0.6] * 3})
+    )
+    flags = {c.name: c for c in bad}
+    assert not flags["stronger attacks find more: clean >= FGSM >= PGD >= AutoAttack"].passed
+    assert (
+        "pgd 85.00% > fgsm 80.00% at 0.05"
+        in flags["stronger attacks find more: clean >= FGSM >= PGD >= AutoAttack"].measured
+    )
+    assert not flags["black-box (Square) not beating white-box"].passed
+
+
+class Quantized(nn.Module):
+    """Input quantization to 2 levels: zero input gradients, the classic gradient masking."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(torch.round(x))
+
+
+def test_a_masking_model_is_flagged_by_the_black_box_check() -> None:
+    x, y = _data()
+    model = Quantized(_model())
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    ev = evaluate(model, x, y, attack=[PGD(steps=5), Square(queries=300)], epsilons=[0.3], batch_size=64)
+    flags = {c["name"]: c for c in ev.checks}
+    assert not flags["input gradients informative"]["passed"]
+    assert not flags["black-box (Square) not beating white-box"]["passed"], flags

@@ -20,6 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 $(VENV)/.dev: $(VENV)/.installed
+	# [dev] also brings Foolbox 3.3.4 and ART 1.20.1, the PGD peers of `make bench` (no torch dependency)
 	$(PY) -m pip install -q -e '.[dev]'
 	# reference implementations for the cross-check tests; --no-deps: they would pull torchvision
 	$(PY) -m pip install -q --no-deps torchattacks==3.5.1 pyautoattack==0.2.0

@@ -25,6 +25,8 @@ FAST = {
     "cascade": {"attacks": ("fgsm", "pgd")},
     "cw-l2": {"binary_search_steps": 2, "steps": 5},
     "deepfool": {"steps": 3},
+    "fab": {"steps": 4, "restarts": 2},
+    "fab-t": {"steps": 4, "n_targets": 2},
     "autoattack": {"version": "custom", "attacks": ("fgsm", "pgd")},
 }
 

@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advmnist.attacks import APGDCE, APGDT, FGSM, PGD, Cascade, Square, Threat
+from advmnist.attacks import APGDCE, APGDT, FABT, FGSM, PGD, Cascade, Square, Threat
+from advmnist.attacks.fab import project_onto_hyperplane
 from advmnist.data import DatasetSpec, load_mnist
 from conftest import require
 
@@ -114,3 +115,45 @@ def test_cascade_is_the_per_sample_worst_case(model, data) -> None:  # noqa: ANN
     both = Cascade(attacks=("fgsm", "apgd-ce"))(model, x, y, threat).success
     assert both[first].all()  # what the first attack broke stays broken
     assert both.float().mean() > first.float().mean()  # and the second adds points of its own
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_fab_projection_equals_the_official_one(norm: str) -> None:
+    projections = require("pyautoattack.fab_projections", "make test installs it (--no-deps)")
+    reference = projections.projection_linf if norm == "linf" else projections.projection_l2
+    g = torch.Generator().manual_seed(0)
+    t = torch.rand(200, 784, generator=g)
+    t[:, :150], t[:, 150:200] = 0.0, 1.0  # points on the faces of the box
+    w = torch.randn(200, 784, generator=g)
+    w[:, 300:350] = 0.0
+    offset = torch.randn(200, generator=g) * torch.logspace(-3, 2, 200) * w.abs().sum(1) / 10  # near .. out of reach
+    b = (w * t).sum(1) + offset  # the official hyperplane is <w, z> = b
+    theirs = reference(t.clone(), w.clone(), b.clone())
+    ours = project_onto_hyperplane(t, w, -offset, norm, (0.0, 1.0))
+    assert (ours - theirs).abs().amax(1).median() < 1e-6
+    assert torch.allclose(ours, theirs, atol=1e-3)  # where they differ, ours is closer to the float64 answer
+
+
+@pytest.mark.parametrize("eps", [0.2, 0.3])
+def test_fab_t_matches_the_official_code(model, data, eps: float) -> None:  # noqa: ANN001
+    fab = require("pyautoattack.fab_pt", "make test installs it (--no-deps)")
+    _, _, x, y = data
+    x, y = x[:100], y[:100]  # the official FAB-T needs ~10 s per 100 points here
+    official = fab.FABAttack_PT(
+        model, norm="Linf", n_restarts=1, n_iter=100, eps=eps, seed=0, device="cpu", targeted=True, n_target_classes=9
+    )  # AutoAttack's FAB-T: targeted, 9 target classes, 1 restart
+    flags = [p.requires_grad for p in model.parameters()]
+    model.requires_grad_(False)  # else the official code also computes (and leaves) weight gradients
+    try:
+        theirs = robust(model, x, y, official.perturb(x, y)).float().mean().item()
+    finally:
+        for p, flag in zip(model.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+    result = FABT()(model, x, y, Threat("linf", eps))
+    ours = robust(model, x, y, result.x_adv).float().mean().item()
+    assert result.norm_found is not None
+    # The official criterion (smallest adversarial within eps) must agree to 1 pp; the robust accuracy
+    # may be lower still, since a larger adversarial projected onto the eps-ball sometimes fools too.
+    within = (result.norm_found > eps).float().mean().item()  # 0 for points misclassified clean
+    assert abs(within - theirs) <= 0.01, (within, theirs)
+    assert ours <= theirs + 0.01, (ours, theirs)  # never weaker by more than 1 pp

@@ -113,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="docs/benchmarks.md")
     p.add_argument("--batches", type=int, default=30, help="batches per measurement")
     p.add_argument("--study", action="store_true", help="also time the whole seed study vs a bare loop (~15 min)")
+    p.add_argument("--only", choices=("micro", "attacks"), help="run just one section (attacks: PGD-40 vs the peers)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("models", parents=[common], help="list the architectures")
@@ -287,7 +288,7 @@ def cmd_import_pth(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from advmnist.bench import run_benchmarks
 
-    path = run_benchmarks(args.out, batches=args.batches, study=args.study)
+    path = run_benchmarks(args.out, batches=args.batches, study=args.study, only=args.only)
     print(Path(path).read_text(encoding="utf-8"))
     return 0
 
@@ -301,11 +302,11 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_attacks(args: argparse.Namespace) -> int:
-    from advmnist.attacks import attack_defaults, list_attacks
+    from advmnist.attacks import ATTACKS, attack_defaults, list_attacks
 
     for name in list_attacks():
         settings = ", ".join(f"{k}={v}" for k, v in attack_defaults(name).items())
-        print(f"{name:<8} {settings}")
+        print(f"{name:<10} {'/'.join(ATTACKS[name].norms):<7} {settings}")
     return 0
 
 

@@ -5,6 +5,7 @@ from advmnist.attacks.base import Attack, AttackResult, Oracle, eval_mode
 from advmnist.attacks.cascade import AutoAttack, Cascade
 from advmnist.attacks.cw import CWL2
 from advmnist.attacks.deepfool import DeepFool
+from advmnist.attacks.fab import FAB, FABT
 from advmnist.attacks.gradient import BIM, FGSM, MIFGSM, PGD, GradientAttack
 from advmnist.attacks.losses import LOSSES
 from advmnist.attacks.norms import NORMS, Threat
@@ -22,6 +23,8 @@ __all__ = [
     "CWL2",
     "Cascade",
     "DeepFool",
+    "FAB",
+    "FABT",
     "FGSM",
     "LOSSES",
     "MIFGSM",

@@ -52,8 +52,10 @@ class DeepFool(MinNormAttack):
     """Untargeted DeepFool, Linf and L2: the paper's 50 iterations at most, overshoot 0.02.
 
     `candidates` is the number of most likely classes at x considered (the true class included):
-    the authors' code uses 10, i.e. every class on MNIST. Each iteration costs one forward and
-    `candidates - 1` backward passes (one per logit difference) on the points still unbroken.
+    the authors' code uses 10, i.e. every class on MNIST. An iteration costs `candidates - 1`
+    forward and backward passes (the Jacobian of the logit differences, on stacked copies) and one
+    forward pass to see which labels flipped, on the points still unbroken only. A point for which
+    50 iterations find nothing comes back as x, with `norm_found` inf.
     """
 
     name: ClassVar[str] = "deepfool"

@@ -33,20 +33,19 @@ from advmnist.attacks.norms import Threat
 Tensor = torch.Tensor
 
 
-def project_onto_hyperplane(t: Tensor, w: Tensor, b: Tensor, norm: str, bounds: tuple[float, float]) -> Tensor:
-    """The smallest step d (Linf or L2) with <w, t + d> = b and t + d inside the box, row by row.
+def project_onto_hyperplane(t: Tensor, w: Tensor, c: Tensor, norm: str, bounds: tuple[float, float]) -> Tensor:
+    """The smallest step d (Linf or L2) onto the hyperplane c + <w, d> = 0 with t + d inside the box.
 
-    t, w: (n, D); b: (n,). Where the box does not reach the hyperplane, d goes to the corner of the
-    box closest to it. With the signs flipped so that c = <w, t> - b >= 0, every coordinate moves
-    against the sign of its weight, by at most `room` before it meets the box. A step of size lam
-    lowers <w, .> by h(lam) = sum_i |w_i| min(lam, room_i) under Linf (each coordinate moves by
-    min(lam, room_i)) and by h(lam) = sum_i w_i^2 min(lam, room_i / |w_i|) under L2 (it moves by
-    |w_i| min(lam, room_i / |w_i|)). Either way h is increasing, concave and piecewise linear with a
-    kink at each coordinate's limit; `_solve` finds the lam with h(lam) = c. Coordinates with no
-    weight stay put.
+    t, w: (n, D); c: (n,), the value at t of the affine function whose zero set is the hyperplane,
+    row by row. Where the box does not reach the hyperplane, d goes to the corner of the box closest
+    to it. With the signs flipped so that c >= 0, every coordinate moves against the sign of its
+    weight, by at most `room` before it meets the box. A step of size lam lowers c + <w, d> by
+    h(lam) = sum_i |w_i| min(lam, room_i) under Linf (each coordinate moves by min(lam, room_i)) and
+    by h(lam) = sum_i w_i^2 min(lam, room_i / |w_i|) under L2 (it moves by |w_i| min(lam, room_i /
+    |w_i|)). Either way h is increasing, concave and piecewise linear with a kink at each
+    coordinate's limit; `_solve` finds the lam with h(lam) = c. Coordinates with no weight stay put.
     """
     low, high = bounds
-    c = (w * t).sum(1) - b  # (n,)
     w = torch.where((c < 0).unsqueeze(1), -w, w)
     room = torch.where(w > 0, t - low, high - t)  # (n, D)
     live = w != 0 if norm == "linf" else w.abs() > 1e-8
@@ -54,9 +53,8 @@ def project_onto_hyperplane(t: Tensor, w: Tensor, b: Tensor, norm: str, bounds: 
     weight = torch.where(live, size if norm == "linf" else size.square(), 0.0)
     kink = torch.where(live, room if norm == "linf" else room / size.clamp_min(1e-8), 0.0)
     lam = _solve(weight, kink, c.abs().unsqueeze(1))  # (n, 1), inf where the box cannot reach
-    if norm == "linf":
-        return -w.sign() * torch.minimum(lam, room)
-    return -w * torch.minimum(lam, kink) * live
+    move = torch.minimum(lam if norm == "linf" else lam * size, room)  # (n, D), never past the box
+    return torch.where(live, -w.sign() * move, 0.0)
 
 
 def _solve(weight: Tensor, kink: Tensor, c: Tensor, newton_steps: int = 8) -> Tensor:
@@ -132,19 +130,19 @@ class _State:
 
 @dataclass(frozen=True)
 class FAB(MinNormAttack):
-    """Untargeted FAB, Linf and L2, with AutoAttack's settings.
+    """Untargeted FAB, Linf and L2, with the official settings.
 
-    100 iterations, alpha_max 0.1, eta 1.05, beta 0.9, and 5 restarts as in AutoAttack's "plus"
-    version (the official class defaults to 1); the first run starts at x, the others at random
-    points at distance eps / 2. An iteration costs a forward pass for the check and one forward and
-    one backward pass per other class for the gradients. `early_stop=False` keeps minimising the
-    norm of points already broken at eps, as the official code does (same robust accuracy, slower,
-    and then `norm_found` is the smallest norm the whole search found).
+    100 iterations, alpha_max 0.1, eta 1.05, beta 0.9 and 1 restart, the defaults of the official
+    class (AutoAttack's "plus" version runs it with 5); the first run starts at x, later ones at
+    random points at distance eps / 2. An iteration costs a forward pass for the check and one
+    forward and one backward pass per other class for the gradients. `early_stop=False` keeps
+    minimising the norm of points already broken at eps, as the official code does (same robust
+    accuracy, slower, and then `norm_found` is the smallest norm the whole search found).
     """
 
     name: ClassVar[str] = "fab"
     steps: int = 100
-    restarts: int = 5
+    restarts: int = 1
     alpha_max: float = 0.1
     eta: float = 1.05
     beta: float = 0.9
@@ -249,6 +247,7 @@ class FAB(MinNormAttack):
         generator: torch.Generator,
         random_start: bool,
     ) -> _State:
+        """The first iterate (x, or a random point at distance eps / 2) and the gradients there."""
         x_k = x.clone()
         if random_start:
             if threat.norm == "linf":
@@ -286,12 +285,15 @@ class FAB(MinNormAttack):
         n, norm = len(idx), threat.norm
         x0, x_k = x[idx].flatten(1), s.x_k[idx].flatten(1)  # (n, D)
         diff, jac = s.diff[idx], s.jac[idx].flatten(2)  # (n, M), (n, M, D)
-        dual = jac.abs().sum(2) if norm == "linf" else jac.norm(dim=2)  # (n, M): the dual norm of each gradient
-        nearest = (diff.abs() / (dual + 1e-12)).argmin(1)  # (n,): the closest linearised boundary
         rows = torch.arange(n, device=x.device)
-        w = jac[rows, nearest]  # (n, D); the boundary is <w, z> = b
-        b = (w * x_k).sum(1) - diff[rows, nearest]
-        d = project_onto_hyperplane(torch.cat([x_k, x0]), torch.cat([w, w]), torch.cat([b, b]), norm, threat.bounds)
+        nearest = torch.zeros_like(rows)  # targeted: the one boundary
+        if diff.shape[1] > 1:  # untargeted: the closest linearised boundary, |f_j - f_y| / ||grad||_dual
+            dual = jac.abs().sum(2) if norm == "linf" else jac.norm(dim=2)  # (n, M)
+            nearest = (diff.abs() / (dual + 1e-12)).argmin(1)
+        w, c_k = jac[rows, nearest], diff[rows, nearest]  # (n, D), (n,): the boundary is c_k + <w, z - x_k> = 0
+        c_0 = c_k + (w * (x0 - x_k)).sum(1)  # its affine function at the clean point
+        t, ww, c = torch.cat([x_k, x0]), torch.cat([w, w]), torch.cat([c_k, c_0])
+        d = project_onto_hyperplane(t, ww, c, norm, threat.bounds)  # (2n, D)
         d_k, d_0 = d[:n], d[n:]  # from the iterate and from the clean point
         size_k, size_0 = _lp(d_k, norm).clamp_min(1e-8), _lp(d_0, norm).clamp_min(1e-8)
         alpha = (size_k / (size_k + size_0)).clamp(0, self.alpha_max).unsqueeze(1)  # (n, 1)

@@ -43,6 +43,9 @@ def confirm(oracle: Oracle, x: Tensor, y: Tensor, x_adv: Tensor, threat: Threat)
 class MinNormAttack(Attack):
     """Base of the minimum-norm attacks: subclasses implement `_search`, which ignores eps."""
 
+    def shares_sweep(self) -> bool:
+        return True  # the search ignores eps
+
     def _search(self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, generator: torch.Generator) -> Tensor:
         """The smallest adversarial point found for each point (x where none; x where x fools already)."""
         raise NotImplementedError

@@ -10,12 +10,13 @@ from advmnist.attacks.base import Attack
 from advmnist.attacks.cascade import AutoAttack, Cascade
 from advmnist.attacks.cw import CWL2
 from advmnist.attacks.deepfool import DeepFool
+from advmnist.attacks.fab import FAB, FABT
 from advmnist.attacks.gradient import BIM, FGSM, MIFGSM, PGD
 from advmnist.attacks.square import Square
 
 ATTACKS: dict[str, type[Attack]] = {
     cls.name: cls
-    for cls in (FGSM, BIM, PGD, MIFGSM, APGDCE, APGDDLR, APGDT, Square, Cascade, AutoAttack, CWL2, DeepFool)
+    for cls in (FGSM, BIM, PGD, MIFGSM, APGDCE, APGDDLR, APGDT, Square, Cascade, AutoAttack, CWL2, DeepFool, FAB, FABT)
 }
 
 

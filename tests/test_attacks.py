@@ -231,4 +231,4 @@ def test_autoattack_records_the_first_breaker_and_per_point_queries() -> None:
     assert all(b == "fgsm" for b, s in zip(by, alone.tolist(), strict=True) if s)  # FGSM runs first
     assert "pgd" in by  # and PGD adds points of its own
     fgsm_only = torch.tensor([b == "fgsm" for b in by])
-    assert (result.queries[fgsm_only] < result.queries[~fgsm_only]).all()  # PGD spent queries on the rest
+    assert result.queries[fgsm_only].max() < result.queries[~fgsm_only].min()  # PGD spent queries on the rest

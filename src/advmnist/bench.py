@@ -239,7 +239,7 @@ def render(lines: list[Line], batches: int, command: str, targets: list[str], lo
 
 Written by `{command}` on {now()}; advmnist {package_version()}, torch {torch.__version__},
 Python {platform.python_version()}, {cpu_name()}, {torch.get_num_threads()} threads; load average
-{load[0]:.1f} at the start, {load[1]:.1f} at the end.
+{load[0]:.1f} at the start, {load[1]:.1f} at the end.{_busy_warning(load)}
 
 Each line runs our code path and then a bare PyTorch loop doing the same work (the seed notebook's
 way: fp32, NCHW, `loss.backward()` also for attack gradients, batch 128) in the same process, one
@@ -255,6 +255,18 @@ gradients with respect to the input only (`torch.autograd.grad`, weights frozen)
 gradients are computed; FGSM computes one gradient per image and reuses it for every eps;
 `torch.inference_mode` and batch 256 for clean evaluation.
 {pgd}"""
+
+
+def _busy_warning(load: tuple[float, float]) -> str:
+    """A warning when other processes wanted more CPUs than this machine has during the run."""
+    cpus = os.cpu_count() or 1
+    if max(load) <= cpus:
+        return ""
+    return (
+        f"\n\n**Not a valid measurement**: the load average exceeded the {cpus} CPUs, so other processes"
+        " took turns with ours and the bare loops; oversubscribed threads distort even back-to-back ratios."
+        " Rerun on a quiet machine."
+    )
 
 
 PGD_SECTION = """

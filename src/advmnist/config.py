@@ -44,7 +44,7 @@ class StudyConfig:
     # Beyond the seed: strong attacks at the MNIST threat model on every `robust_every`-th test image.
     robust_attacks: tuple[str, ...] = ("pgd", "autoattack")
     robust_eps: tuple[str, ...] = ("0.1", "0.2", "0.3")
-    robust_every: int = 10
+    robust_every: int = 50
     baseline: ModelPlan = field(default_factory=lambda: ModelPlan("standard", 5))
     defended: ModelPlan = field(default_factory=lambda: ModelPlan("fgsm-mix", 8))
     data_dir: str = ""

@@ -146,7 +146,7 @@ def _black_box_checks(
     checks = []
     white = [name for name in robust if name in WHITE_BOX]
     if "square" in robust and white:
-        strongest = {e: min(white, key=lambda w, e=e: robust[w][e]) for e in robust["square"]}
+        strongest = {e: min((robust[w][e], w) for w in white)[1] for e in robust["square"]}
         bad = [
             f"square {robust['square'][e]:.2%} < {w} {robust[w][e]:.2%} at {e}"
             for e, w in strongest.items()

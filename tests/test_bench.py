@@ -14,3 +14,21 @@ def test_bench_writes_a_table_of_ratios(tmp_path: Path, synthetic, spec: Dataset
         ratio = float(row.split("**")[1].rstrip("x"))
         assert ratio > 0
     assert "torch" in text and "advmnist bench --batches 1" in text
+
+
+def test_autoattack_race_against_the_official_code(tmp_path: Path, synthetic) -> None:  # noqa: ANN001
+    from advmnist.models import create_model, save_model
+    from conftest import require, run_cli
+
+    require("pyautoattack", "make test installs it (--no-deps)")
+    save_model(create_model("linear"), tmp_path / "lin")
+    out = tmp_path / "aa.md"
+    data = ["--data-dir", str(synthetic[0]), "--checksums", str(synthetic[1])]
+    args = ["--autoattack", str(tmp_path / "lin.safetensors"), "--autoattack-n", "8", "--autoattack-eps", "0.05"]
+    proc = run_cli("bench", *args, "--out", str(out), *data, "-q")
+    assert proc.returncode == 0, proc.stderr
+    text = out.read_text()
+    assert "official (`pyautoattack` 0.2.0)" in text and "the official code (target >= 3x" in text
+    rows = [line for line in text.splitlines() if line.startswith("| official") or line.startswith("| advmnist")]
+    official, ours = (float(r.split("|")[2].strip().rstrip("%")) for r in rows)
+    assert ours <= official + 100 / 8  # never weaker by more than one point of the eight

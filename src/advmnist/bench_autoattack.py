@@ -91,3 +91,28 @@ def race_autoattack(
         chunks=chunks,
         ours_broken_by=broken_by,
     )
+
+
+def render_race(race: AutoAttackRace, command: str, machine: str) -> str:
+    """The markdown section: both robust accuracies, both times, and whether the targets hold."""
+    fast = race.speedup >= 3.0
+    strong = race.gap_pp <= 0.3
+    return "\n".join(
+        [
+            "# AutoAttack (standard) against the official code",
+            "",
+            f"Written by `{command}` on {machine}. Same model, same {race.n} images, Linf eps {race.eps:g};",
+            f"official and ours alternate over {race.chunks} chunks of the images. Clean accuracy {race.clean:.2%}.",
+            "",
+            "| | robust accuracy | seconds |",
+            "|---|---:|---:|",
+            f"| official (`pyautoattack` 0.2.0) | {race.official_robust:.2%} | {race.official_seconds:.1f} |",
+            f"| advmnist `autoattack` | {race.ours_robust:.2%} | {race.ours_seconds:.1f} |",
+            "",
+            f"- speed: **{race.speedup:.2f}x** the official code (target >= 3x: {'met' if fast else 'not met'})",
+            f"- strength: ours minus official **{race.gap_pp:+.2f} pp** (target <= +0.3 pp: "
+            f"{'met' if strong else 'not met'})",
+            f"- which attack broke the points first (ours): {race.ours_broken_by or 'none'}",
+            "",
+        ]
+    )

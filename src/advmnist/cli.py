@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batches", type=int, default=30, help="batches per measurement")
     p.add_argument("--study", action="store_true", help="also time the whole seed study vs a bare loop (~15 min)")
     p.add_argument("--only", choices=("micro", "attacks"), help="run just one section (attacks: PGD-40 vs the peers)")
+    p.add_argument("--autoattack", metavar="MODEL", help="instead: AutoAttack vs the official code on this checkpoint")
+    p.add_argument("--autoattack-n", type=int, default=200, help="test images for --autoattack (default 200)")
+    p.add_argument("--autoattack-eps", default="0.1", help="Linf eps for --autoattack (default 0.1)")
+    _data_args(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("models", parents=[common], help="list the architectures")
@@ -285,9 +289,34 @@ def cmd_import_pth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_autoattack(args: argparse.Namespace) -> int:
+    from advmnist.bench_autoattack import race_autoattack, render_race
+    from advmnist.data import MNIST, DatasetSpec, load_mnist
+    from advmnist.evaluation import parse_eps
+    from advmnist.io import atomic_write_text
+    from advmnist.manifest import cpu_name
+    from advmnist.models import load_model
+
+    eps = parse_eps(args.autoattack_eps)
+    if not 0 < eps <= 1 or args.autoattack_n < 1:
+        raise ValueError(f"need 0 < --autoattack-eps <= 1 and --autoattack-n >= 1, got {eps}, {args.autoattack_n}")
+    model, _ = load_model(args.autoattack)
+    spec = DatasetSpec.from_checksums(args.checksums) if args.checksums else MNIST
+    test = load_mnist("test", args.data_dir, args.autoattack_n, spec=spec)
+    race = race_autoattack(model, test.x, test.y, eps)
+    out = Path(args.out if args.out != "docs/benchmarks.md" else "docs/benchmarks-autoattack.md")
+    command = f"advmnist bench --autoattack {args.autoattack} --autoattack-n {args.autoattack_n}"
+    command += f" --autoattack-eps {args.autoattack_eps}"
+    atomic_write_text(out, render_race(race, command, cpu_name()))
+    print(out.read_text(encoding="utf-8"))
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from advmnist.bench import run_benchmarks
 
+    if args.autoattack:
+        return _bench_autoattack(args)
     path = run_benchmarks(args.out, batches=args.batches, study=args.study, only=args.only)
     print(Path(path).read_text(encoding="utf-8"))
     return 0

@@ -286,7 +286,10 @@ def make_fake_run(path: Path, robust: bool = False) -> Path:
     _write(path / "fgsm_attack_results.json", _attack("baseline"))
     _write(path / "defended_fgsm_results.json", _attack("defended"))
     for model in ACCURACY:
-        rows = [{"index": i, "label": 7, "clean_pred": 7, "adv_pred": dict.fromkeys(EPS, 7)} for i in range(3)]
+        cell = {"pred": 7, "success": False, "norm": 0.0, "queries": 2, "broken_by": None}
+        rows = [
+            {"index": i, "label": 7, "clean_pred": 7, "attacks": {"fgsm": dict.fromkeys(EPS, cell)}} for i in range(3)
+        ]
         jsonl = path / "per_sample" / f"{model}_fgsm.jsonl"
         jsonl.parent.mkdir(parents=True, exist_ok=True)
         jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

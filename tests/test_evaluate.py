@@ -16,6 +16,7 @@ from advmnist.evaluation import evaluate
 from advmnist.evaluation.checks import cross_attack_checks
 from advmnist.evaluation.summary import summarize
 from advmnist.io import read_jsonl
+from test_checks import Quantized
 
 EPS = [0.02, 0.05, 0.1]
 
@@ -146,17 +147,6 @@ def test_cross_attack_checks_flag_an_order_violation_and_a_winning_black_box() -
         in flags["stronger attacks find more: clean >= FGSM >= PGD >= AutoAttack"].measured
     )
     assert not flags["black-box (Square) not beating white-box"].passed
-
-
-class Quantized(nn.Module):
-    """Input quantization to 2 levels: zero input gradients, the classic gradient masking."""
-
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.inner(torch.round(x))
 
 
 def test_a_masking_model_is_flagged_by_the_black_box_check() -> None:

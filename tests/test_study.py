@@ -126,7 +126,7 @@ def check_run_outputs(out: Path, n_test: int) -> None:
         assert card["arch"] == "seed-cnn" and card["params"] == 3_274_634 and len(card["sha256"]) == 64
         assert "fgsm" in card["metrics"] and "clean_accuracy" in card["metrics"]
         rows = (out / "per_sample" / f"{model}_fgsm.jsonl").read_text().splitlines()
-        assert len(rows) == n_test and set(json.loads(rows[0])) == {"index", "label", "clean_pred", "adv_pred"}
+        assert len(rows) == n_test and set(json.loads(rows[0])) == {"index", "label", "clean_pred", "attacks"}
     report = (out / "report.md").read_text()
     text = (out / "report.txt").read_text()
     for plot in PLOTS:

@@ -11,6 +11,7 @@ from advmnist.attacks import FAB, FABT, Threat
 from advmnist.attacks.fab import _solve, _solve_sorted, project_onto_hyperplane
 from advmnist.data import DatasetSpec, load_mnist
 from advmnist.models import create_model
+from test_minnorm import Constant
 
 DUAL = {"l2": 2.0, "linf": 1.0}  # the distance to {z : f + <w, z - x> = 0} is |f| / ||w||_dual
 # FAB's best on a linear model: it lands 5% beyond the plane (eta), is pulled back by beta and the
@@ -103,17 +104,6 @@ def test_newton_solver_equals_sorting_and_falls_back_to_it() -> None:
     c = torch.tensor([[1.0], [10.0], [20.0], [1e3]])
     lam = _solve(torch.ones(4, 784), kink, c, newton_steps=1)
     assert torch.equal(lam, _solve_sorted(torch.ones(4, 784), kink, c)) and torch.isinf(lam[-1])
-
-
-class Constant(nn.Module):
-    """Logits that do not depend on x: nothing fools it, every gradient is zero."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.scale = nn.Parameter(torch.zeros(()))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.scale * x.flatten(1)[:, :10] + torch.arange(10.0)  # class 9 always wins
 
 
 @pytest.mark.parametrize("attack", [FAB(steps=5, restarts=2), FABT(steps=5, n_targets=3)])

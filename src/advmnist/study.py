@@ -236,10 +236,7 @@ def _attack_stage(
         "seed_eps": list(cfg.seed_eps),
         "per_sample": str(per_sample.relative_to(out)),
     }
-    card_path = out / "models" / f"{name}.json"
-    card = read_json(card_path)
-    card.setdefault("metrics", {})["fgsm"] = {r["eps_label"]: r["robust_accuracy"]["value"] for r in record["results"]}
-    write_json(card_path, card)
+    _card_metrics(out, name, {"fgsm": record["results"]})
     write_json(out / attack_file, record)
     return record
 
@@ -277,15 +274,18 @@ def _robust_stage(
         **evaluation.to_dict(),
         "per_sample": str(per_sample.relative_to(out)),
     }
-    card_path = out / "models" / f"{name}.json"
-    card = read_json(card_path)
-    for result in evaluation.attacks:
-        card.setdefault("metrics", {})[result.attack] = {
-            r["eps_label"]: r["robust_accuracy"]["value"] for r in result.results
-        }
-    write_json(card_path, card)
+    _card_metrics(out, name, {result.attack: result.results for result in evaluation.attacks})
     write_json(path, record)
     return record
+
+
+def _card_metrics(out: Path, name: str, results: dict[str, list[dict[str, Any]]]) -> None:
+    """Record robust accuracy per attack and eps label in the model card."""
+    card_path = out / "models" / f"{name}.json"
+    card = read_json(card_path)
+    for attack, rows in results.items():
+        card.setdefault("metrics", {})[attack] = {r["eps_label"]: r["robust_accuracy"]["value"] for r in rows}
+    write_json(card_path, card)
 
 
 def _write_samples(cfg: StudyConfig, out: Path, test: MNISTSplit) -> None:

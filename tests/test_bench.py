@@ -30,5 +30,5 @@ def test_autoattack_race_against_the_official_code(tmp_path: Path, synthetic) ->
     text = out.read_text()
     assert "official (`pyautoattack` 0.2.0)" in text and "the official code (target >= 3x" in text
     rows = [line for line in text.splitlines() if line.startswith("| official") or line.startswith("| advmnist")]
-    official, ours = (float(r.split("|")[2].strip().rstrip("%")) for r in rows)
-    assert ours <= official + 100 / 8  # never weaker by more than one point of the eight
+    official, fp32, bf16 = (float(r.split("|")[2].strip().rstrip("%")) for r in rows)
+    assert fp32 <= official + 100 / 8 and bf16 <= official + 100 / 8  # never weaker by more than one point of 8

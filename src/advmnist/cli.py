@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--bf16", action="store_true", help="search in bf16 (~2.5x faster); success still decided in fp32")
     p.add_argument("--resume", action="store_true", help="continue a killed evaluation in --out")
     p.add_argument("--overwrite", action="store_true")
     _data_args(p)
@@ -207,6 +208,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         checksums=args.checksums,
         overwrite=args.overwrite,
         resume=args.resume,
+        bf16=args.bf16,
         device=_device(args),
         progress=_progress(args),
         command=_command(),

@@ -95,6 +95,7 @@ def evaluate_checkpoint(
     checksums: str | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    bf16: bool = False,
     device: str = "cpu",
     progress: bool = False,
     command: str = "",
@@ -107,7 +108,7 @@ def evaluate_checkpoint(
     of the same configuration in `out` (and refuses any other).
     """
     budgets = parse_eps_list(eps, max_eps=1.0 if norm == "linf" else None)
-    attacks = [create_attack(name.strip()) for name in attack.split(",")]
+    attacks = [create_attack(name.strip(), bf16=bf16) for name in attack.split(",")]
     if batch_size < 1 or every < 1:
         raise ValueError(f"batch size and --every must be >= 1, got {batch_size}, {every}")
     if (model_path is None) == (factory is None) or (factory is not None and weights is None):

@@ -67,7 +67,6 @@ class APGD(Attack):
     loss: str = "ce"
     rho: float = 0.75
     momentum: float = 0.75
-    bf16: bool = False
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.restarts < 1:
@@ -76,9 +75,6 @@ class APGD(Attack):
             raise ValueError(f"need 0 < rho <= 1 and 0 <= momentum < 1, got {self.rho}, {self.momentum}")
         if self.loss not in ("ce", "dlr", "dlr-targeted"):
             raise ValueError(f"unknown loss {self.loss!r}; choose from ce, dlr, dlr-targeted")
-
-    def _oracle(self, model: torch.nn.Module) -> Oracle:
-        return Oracle(model, torch.bfloat16 if self.bf16 else None)
 
     def _perturb(self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, generator: torch.Generator) -> Tensor:
         if threat.eps == 0:
@@ -120,7 +116,7 @@ class APGD(Attack):
             self._move(s, x, active, threat, first=i == 0)
             on_active = oracle.view(active)
             loss, grad, logits = on_active.loss_grad(s.x_adv[active], y[active], self.loss, _take(targets, active))
-            self._record(s, active, loss, grad, logits, y)
+            self._record(s, active, loss, grad, on_active.fooled(s.x_adv[active], y[active], logits))
             if i + 1 in checkpoints:
                 self._check_step_size(s, i + 1 - last_check)
                 last_check = i + 1
@@ -137,7 +133,7 @@ class APGD(Attack):
         x_adv = (x + threat.eps * _unit(noise, threat.norm)).clamp(*threat.bounds)
         x_adv = (x + ops.project(x_adv - x, threat.eps)).clamp(*threat.bounds)
         loss, grad, logits = oracle.loss_grad(x_adv, y, self.loss, targets)
-        found = logits.argmax(1) != y
+        found = oracle.fooled(x_adv, y, logits)
         ones = torch.ones(len(x), dtype=torch.bool, device=x.device)
         return _RunState(
             x_adv=x_adv,
@@ -165,8 +161,7 @@ class APGD(Attack):
         s.x_prev[idx] = x_k
         s.x_adv[idx] = (x0 + ops.project(x_next - x0, threat.eps)).clamp(*low_high)
 
-    def _record(self, s: _RunState, idx: Tensor, loss: Tensor, grad: Tensor, logits: Tensor, y: Tensor) -> None:
-        fooled = logits.argmax(1) != y[idx]
+    def _record(self, s: _RunState, idx: Tensor, loss: Tensor, grad: Tensor, fooled: Tensor) -> None:
         s.found[idx[fooled]] = True
         s.x_found[idx[fooled]] = s.x_adv[idx[fooled]]
         s.increases[idx] += (loss > s.loss_last[idx]).float()

@@ -66,7 +66,7 @@ class Cascade(Attack):
         def run(part: Attack, index: Tensor) -> tuple[Tensor, Tensor]:
             on_index = oracle.view(index)
             x_adv = part._perturb(on_index, x[index], y[index], threat, generator)
-            fooled = on_index.logits(x_adv).argmax(1) != y[index]
+            fooled = on_index.exact().logits(x_adv).argmax(1) != y[index]
             for i in index[fooled].tolist():
                 broken_by[i] = part.name
             return x_adv, fooled

@@ -89,7 +89,7 @@ class CWL2(MinNormAttack):
 
     def _search(self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, generator: torch.Generator) -> Tensor:
         best = _Best(torch.full((len(x),), float("inf"), device=x.device, dtype=x.dtype), x.clone())
-        todo = (oracle.logits(x).argmax(1) == y).nonzero().squeeze(1)  # misclassified points stay at x
+        todo = (oracle.exact().logits(x).argmax(1) == y).nonzero().squeeze(1)  # misclassified points stay at x
         if len(todo) == 0:
             return best.x
         const = torch.full((len(todo),), self.initial_const, device=x.device, dtype=x.dtype)
@@ -127,7 +127,7 @@ class CWL2(MinNormAttack):
             x_adv = from_tanh_space(w[active], bounds)
             x0, y_a, c_a = x[active], y[active], const[active]
             logits, grad = oracle.view(active).logits_grad(x_adv, partial(self._objective, x0, y_a, c_a))
-            adversarial = self._adversarial(logits, y_a)
+            adversarial = self._adversarial(oracle.view(active), x_adv, y_a, logits)
             fooled[active[adversarial]] = True
             _keep_closest(best, rows[active], adversarial, x_adv, x0)
             # chain rule through the change of variables: dx'/dw = (high - low) / 2 * (1 - tanh(w)^2)
@@ -143,9 +143,10 @@ class CWL2(MinNormAttack):
                     break
         return fooled
 
-    def _adversarial(self, logits: Tensor, y: Tensor) -> Tensor:
-        """Misclassified, and with kappa > 0 by a logit margin above kappa (the paper's success)."""
-        return margin(logits, y) > self.kappa if self.kappa > 0 else logits.argmax(1) != y
+    def _adversarial(self, oracle: Oracle, x_adv: Tensor, y: Tensor, logits: Tensor) -> Tensor:
+        """Misclassified (in fp32), and with kappa > 0 by a logit margin above kappa (the paper's success)."""
+        fooled = oracle.fooled(x_adv, y, logits)
+        return fooled & (margin(logits, y) > self.kappa) if self.kappa > 0 else fooled
 
 
 def _keep_closest(best: _Best, rows: Tensor, adversarial: Tensor, x_adv: Tensor, x0: Tensor) -> None:

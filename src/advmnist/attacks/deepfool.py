@@ -72,7 +72,7 @@ class DeepFool(MinNormAttack):
             raise ValueError(f"candidates must be >= 2 (the true class and one other), got {self.candidates}")
 
     def _search(self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, generator: torch.Generator) -> Tensor:
-        ranked = oracle.logits(x).argsort(1, descending=True)  # (B, classes)
+        ranked = oracle.exact().logits(x).argsort(1, descending=True)  # (B, classes)
         classes = ranked[:, : self.candidates]  # (B, K); column 0 is y for every point attacked
         active = (ranked[:, 0] == y).nonzero().squeeze(1)  # misclassified points stay at x
         total = torch.zeros_like(x)  # r: the sum of the steps
@@ -85,5 +85,6 @@ class DeepFool(MinNormAttack):
             total[active] += step_to_boundary(_differences(cls, logits), jac, threat.norm)  # jac: (n, K-1, C, H, W)
             x_adv[active] = (x[active] + (1 + self.overshoot) * total[active]).clamp(*threat.bounds)
             # a forward pass to see which labels flipped is cheaper than a Jacobian spent on them
-            active = active[on_active.logits(x_adv[active]).argmax(1) == y[active]]
+            x_active = x_adv[active]
+            active = active[~on_active.fooled(x_active, y[active], on_active.logits(x_active))]
         return x_adv

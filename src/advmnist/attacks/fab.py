@@ -266,7 +266,7 @@ class FAB(MinNormAttack):
             x_adv=x.clone(),
         )
         every = torch.arange(n, device=x.device)
-        self._record(s, x, every, self._gradients(oracle, s, every, y, targets), y, threat)  # a random start may fool
+        self._record(oracle, s, x, every, self._gradients(oracle, s, every, y, targets), y, threat)  # may fool
         return s
 
     def _gradients(self, oracle: Oracle, s: _State, idx: Tensor, y: Tensor, targets: Tensor | None) -> Tensor:
@@ -321,8 +321,8 @@ class FAB(MinNormAttack):
         """
         fuse = ~s.was_adv[idx] & (targets is not None) & (not last)
         fused, plain = idx[fuse], idx[~fuse]
-        hit_fused = fused[self._record(s, x, fused, self._gradients(oracle, s, fused, y, targets), y, threat)]
-        hit_plain = plain[self._record(s, x, plain, self._logits(oracle, s, plain), y, threat)]
+        hit_fused = fused[self._record(oracle, s, x, fused, self._gradients(oracle, s, fused, y, targets), y, threat)]
+        hit_plain = plain[self._record(oracle, s, x, plain, self._logits(oracle, s, plain), y, threat)]
         hit = torch.cat([hit_fused, hit_plain])
         s.was_adv[idx] = False
         s.was_adv[hit] = True
@@ -330,7 +330,7 @@ class FAB(MinNormAttack):
         if not last:
             stale = torch.cat([plain, hit_fused])
             # the forward pass of a gradient is a free check: a pulled-back point may fool as well
-            self._record(s, x, stale, self._gradients(oracle, s, stale, y, targets), y, threat)
+            self._record(oracle, s, x, stale, self._gradients(oracle, s, stale, y, targets), y, threat)
 
     @staticmethod
     def _logits(oracle: Oracle, s: _State, idx: Tensor) -> Tensor:
@@ -338,13 +338,28 @@ class FAB(MinNormAttack):
             return s.diff.new_zeros(0, 0)
         return oracle.view(idx).logits(s.x_k[idx])
 
-    def _record(self, s: _State, x: Tensor, idx: Tensor, logits: Tensor, y: Tensor, threat: Threat) -> Tensor:
-        """Keep the adversarial iterates among idx that are the smallest so far; returns which fooled."""
-        adv = logits.argmax(1) != y[idx] if len(idx) else idx.new_zeros(0, dtype=torch.bool)
-        hit = idx[adv]
-        norm = threat.ops.distance(s.x_k[hit], x[hit])
-        smaller = norm < s.norm[hit]
-        s.norm[hit[smaller]], s.x_adv[hit[smaller]] = norm[smaller], s.x_k[hit[smaller]]
+    def _record(
+        self, oracle: Oracle, s: _State, x: Tensor, idx: Tensor, logits: Tensor, y: Tensor, threat: Threat
+    ) -> Tensor:
+        """Keep the adversarial iterates among idx that are the smallest so far; returns which fooled.
+
+        The verdict steers the walk (adversarial iterates are pulled back) and comes from the search's
+        precision. Under bf16 a point within eps is only called adversarial on an fp32 verdict
+        (`Oracle.fooled`): that is what breaks it. FAB's iterates sit on the boundary, so checking
+        every one in fp32 would cost a pass per iteration; beyond eps a bf16 record only guides the
+        search, and `confirm` checks the final point in fp32 before any norm is reported.
+        """
+        if len(idx) == 0:  # no pass over an empty batch: it would count as one
+            return idx.new_zeros(0, dtype=torch.bool)
+        adv = logits.argmax(1) != y[idx]
+        norm = threat.ops.distance(s.x_k[idx], x[idx])  # (n,)
+        if oracle.autocast is not None:
+            within = (norm <= threat.eps).nonzero().squeeze(1)
+            rows = idx[within]
+            adv[within] = oracle.view(rows).fooled(s.x_k[rows], y[rows], logits[within])
+        hit = adv.nonzero().squeeze(1)
+        smaller = hit[norm[hit] < s.norm[idx[hit]]]
+        s.norm[idx[smaller]], s.x_adv[idx[smaller]] = norm[smaller], s.x_k[idx[smaller]]
         return adv
 
 

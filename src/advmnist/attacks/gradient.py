@@ -15,11 +15,9 @@ from typing import ClassVar
 import torch
 
 from advmnist.attacks.base import Attack, Oracle
-from advmnist.attacks.losses import margin
 from advmnist.attacks.norms import Threat
 
 Tensor = torch.Tensor
-RECHECK_BAND = 0.01  # bf16 search: fraction of the logit range within which fp32 re-checks a margin
 
 
 @dataclass(frozen=True)
@@ -32,7 +30,6 @@ class GradientAttack(Attack):
     random_start: bool = True
     restarts: int = 1
     loss: str = "ce"
-    bf16: bool = False  # gradients in bf16 autocast; early stops and success are decided in fp32
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.restarts < 1:
@@ -41,9 +38,6 @@ class GradientAttack(Attack):
             raise ValueError(f"rel_step_size must be > 0, got {self.rel_step_size}")
         if self.loss not in ("ce", "dlr", "margin"):
             raise ValueError(f"unknown loss {self.loss!r}; choose from ce, dlr, margin")
-
-    def _oracle(self, model: torch.nn.Module) -> Oracle:
-        return Oracle(model, torch.bfloat16 if self.bf16 else None)
 
     def shares_sweep(self) -> bool:
         return self.steps == 1 and not self.random_start
@@ -64,7 +58,7 @@ class GradientAttack(Attack):
             active = (~done).nonzero().squeeze(1)  # the search shrinks to the points still robust
             on_active, x_active, y_active = oracle.view(active), x_adv[active], y[active]
             _, grad, logits = on_active.loss_grad(x_active, y_active, self.loss)
-            fooled = _fooled(on_active, x_active, y_active, logits)  # early stop: a fooling point stays
+            fooled = on_active.fooled(x_active, y_active, logits)  # early stop: a fooling point stays
             done[active] = fooled
             active, grad = active[~fooled], grad[~fooled]
             if len(active) == 0:
@@ -89,7 +83,7 @@ class GradientAttack(Attack):
             x_adv = self._one_run(oracle.view(todo), x[todo], y[todo], threat, generator)
             best[todo] = x_adv  # the last restart's point stands for points nobody broke
             if restart + 1 < self.restarts:  # after the last one the base class checks success itself
-                broken[todo] = _fp32_view(oracle, todo).logits(x_adv).argmax(1) != y[todo]
+                broken[todo] = oracle.exact().view(todo).logits(x_adv).argmax(1) != y[todo]
         return best
 
     def _perturb_sweep(
@@ -101,31 +95,6 @@ class GradientAttack(Attack):
             _, grad, _ = oracle.loss_grad(x, y, self.loss)
             return [(oracle, self._step(x, x, grad, t) if t.eps > 0 else x.clone()) for t in threats]
         return super()._perturb_sweep(model, x, y, threats, generator)
-
-
-def _fp32_view(oracle: Oracle, index: Tensor) -> Oracle:
-    """`oracle.view(index)` (same counters) that answers in fp32 whatever the search precision."""
-    view = oracle.view(index)
-    view.autocast = None
-    return view
-
-
-def _fooled(oracle: Oracle, x_adv: Tensor, y: Tensor, logits: Tensor) -> Tensor:
-    """Which points `logits` (from `oracle` at `x_adv`) fool, decided in fp32.
-
-    Under bf16 autocast a point's margin is off by up to ~0.5% of its logit range (measured on the
-    seed CNN), so bf16 alone would stop some points that fp32 says are still robust, and those would
-    then stay unbroken for good. Points whose bf16 margin lies within `RECHECK_BAND` of the logit
-    range from the boundary get one fp32 forward pass (counted), and only that verdict stops them.
-    """
-    if oracle.autocast is None:
-        return logits.argmax(1) != y
-    span = logits.amax(1) - logits.amin(1)  # (B,)
-    near = (margin(logits, y) >= -RECHECK_BAND * span).nonzero().squeeze(1)
-    fooled = torch.zeros_like(y, dtype=torch.bool)
-    if len(near):
-        fooled[near] = _fp32_view(oracle, near).logits(x_adv[near]).argmax(1) != y[near]
-    return fooled
 
 
 @dataclass(frozen=True)

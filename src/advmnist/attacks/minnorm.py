@@ -30,7 +30,7 @@ def confirm(oracle: Oracle, x: Tensor, y: Tensor, x_adv: Tensor, threat: Threat)
     0 for points misclassified at x and inf where nothing was found), at the cost of one forward.
     """
     seen = (x + (x_adv - x)).clamp(*threat.bounds)  # what the base evaluates for eps >= the norm
-    fooled = oracle.logits(seen).argmax(1) != y  # (B,)
+    fooled = oracle.exact().logits(seen).argmax(1) != y  # (B,)
     # the base leaves x_adv - x unscaled iff eps >= its norm; the distance it reports is that of
     # `seen`; the two can differ by rounding, and the larger one keeps `norm_found <= eps` a guarantee
     norm = torch.maximum(threat.ops.distance(x_adv, x), threat.ops.distance(seen, x))  # (B,)

@@ -74,18 +74,23 @@ class Square(Attack):
 
     def _run(self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, g: torch.Generator) -> tuple[Tensor, Tensor]:
         x_best = self._init(x, threat, g)
-        loss = margin(oracle.logits(x_best), y).neg()  # > 0 while the point is still classified right
+        logits = oracle.logits(x_best)
+        loss = margin(logits, y).neg()  # the margin loss: > 0 while the point is classified right
+        found = oracle.fooled(x_best, y, logits)  # decided in fp32 even when the search runs in bf16
         for query in range(self.queries):
-            active = (loss > 0).nonzero().squeeze(1)
+            active = (~found).nonzero().squeeze(1)
             if len(active) == 0:
                 break
             p = window_fraction(self.p_init, query, self.queries)
             x_new = self._propose(x[active], x_best[active], p, threat, g)
-            new_loss = margin(oracle.view(active).logits(x_new), y[active]).neg()
-            better = new_loss < loss[active]
-            x_best[active[better]] = x_new[better]
-            loss[active[better]] = new_loss[better]
-        return x_best, loss <= 0
+            on_active = oracle.view(active)
+            logits = on_active.logits(x_new)
+            new_loss = margin(logits, y[active]).neg()
+            better = (new_loss < loss[active]).nonzero().squeeze(1)  # only a lower loss is kept
+            improved = active[better]
+            x_best[improved], loss[improved] = x_new[better], new_loss[better]
+            found[improved] = on_active.view(better).fooled(x_new[better], y[improved], logits[better])
+        return x_best, found
 
     def _init(self, x: Tensor, threat: Threat, g: torch.Generator) -> Tensor:
         b, c, h, w = x.shape

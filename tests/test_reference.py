@@ -1,7 +1,8 @@
 """Cross-checks against the reference implementations (dev-only dependencies).
 
 torchattacks 3.5.1 for FGSM and PGD, and the official AutoAttack code (`pyautoattack` 0.2.0) for
-APGD-CE and APGD-T, on a small CNN made partly robust by FGSM training on synthetic digits.
+APGD-CE, APGD-T, FAB-T, Square and AutoAttack, on a small CNN made partly robust by FGSM training on
+synthetic digits.
 """
 
 from __future__ import annotations
@@ -157,3 +158,26 @@ def test_fab_t_matches_the_official_code(model, data, eps: float) -> None:  # no
     within = (result.norm_found > eps).float().mean().item()  # 0 for points misclassified clean
     assert abs(within - theirs) <= 0.01, (within, theirs)
     assert ours <= theirs + 0.01, (ours, theirs)  # never weaker by more than 1 pp
+
+
+AA_EPS = 0.2  # the model is partly robust here (test_the_model_is_partly_robust)
+
+
+@pytest.fixture(scope="module")
+def official_aa(model, data) -> float:  # noqa: ANN001
+    """The official AutoAttack's robust accuracy (computed once: ~45 s here)."""
+    from advmnist.bench_autoattack import official_autoattack
+
+    _, _, x, y = data
+    return robust(model, x, y, official_autoattack(model, x, y, AA_EPS, seed=0)).float().mean().item()
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
+def test_autoattack_matches_the_official_code(model, data, official_aa: float, bf16: bool) -> None:  # noqa: ANN001
+    from advmnist.attacks import AutoAttack
+
+    _, _, x, y = data
+    result = AutoAttack(bf16=bf16)(model, x, y, Threat("linf", AA_EPS))
+    ours = robust(model, x, y, result.x_adv).float().mean().item()
+    assert ours <= official_aa + 0.01, (ours, official_aa)  # never weaker by more than 1 pp
+    assert abs(ours - official_aa) <= 0.01, (ours, official_aa)

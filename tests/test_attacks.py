@@ -232,3 +232,39 @@ def test_autoattack_records_the_first_breaker_and_per_point_queries() -> None:
     assert "pgd" in by  # and PGD adds points of its own
     fgsm_only = torch.tensor([b == "fgsm" for b in by])
     assert result.queries[fgsm_only].max() < result.queries[~fgsm_only].min()  # PGD spent queries on the rest
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("name", ["fgsm", "bim", "pgd", "mifgsm"])
+def test_targeted_attacks_reach_their_targets_and_count_only_that(name: str, bf16: bool) -> None:
+    model, (x, y) = _model(), _batch(64)
+    targets = (y + 1) % 10
+    threat = Threat("linf", 1.0)  # an unbounded budget: every point can be sent anywhere
+    result = create_attack(name, bf16=bf16)(model, x, y, threat, targets=targets)
+    with torch.no_grad():
+        pred = model.eval()(result.x_adv).argmax(1)
+    assert torch.equal(result.success, pred == targets)  # success means reaching the target
+    if name != "fgsm":  # one step need not get there; ten do on this model
+        assert result.success.float().mean() > 0.9
+    untargeted = create_attack(name, bf16=bf16)(model, x, y, threat)
+    assert torch.equal(untargeted.success, untargeted.pred != y)
+
+
+def test_targets_are_validated() -> None:
+    model, (x, y) = _model(), _batch(8)
+    with pytest.raises(ValueError, match="untargeted"):
+        create_attack("square")(model, x, y, Threat("linf", 0.1), targets=(y + 1) % 10)
+    with pytest.raises(ValueError, match="differ from"):
+        PGD()(model, x, y, Threat("linf", 0.1), targets=y)
+    with pytest.raises(ValueError, match="int64"):
+        PGD()(model, x, y, Threat("linf", 0.1), targets=y[:3])
+
+
+def test_pgd_without_early_stop_walks_every_step() -> None:
+    model, (x, y) = _model(), _batch(16)
+    threat = Threat("linf", 0.3)
+    walked = PGD(steps=10, early_stop=False)(model, x, y, threat)
+    stopped = PGD(steps=10)(model, x, y, threat)
+    assert walked.queries is not None and (walked.queries == 11).all()  # 10 steps + the final check
+    assert stopped.queries is not None and (stopped.queries <= walked.queries).all()
+    assert (stopped.queries < 11).any()  # some points were fooled early and stopped there

@@ -27,7 +27,7 @@ RECHECK_BAND = 0.01  # bf16 search: fraction of the logit range within which fp3
 
 @dataclass(frozen=True)
 class AttackResult:
-    """Adversarial points and what they did. `success[i]` is `pred[i] != y[i]`."""
+    """Adversarial points and what they did. `success[i]` is `pred[i] != y[i]` (targeted: `== targets[i]`)."""
 
     x_adv: Tensor  # (B, C, H, W) in bounds, within eps of x
     pred: Tensor  # (B,) argmax of the fp32 logits at x_adv
@@ -79,6 +79,7 @@ class _Tally:
         self.queries: Tensor | None = torch.zeros(size, dtype=torch.long, device=device)
         self.notes: dict[str, object] = {}
         self.cast: dict[str, Tensor] | None = None  # the model's weights in the search precision, made once
+        self.targets: Tensor | None = None  # targeted attacks: the class each point should reach
 
 
 class Oracle:
@@ -113,6 +114,12 @@ class Oracle:
         sub.rows = index if self.rows is None else self.rows[index]
         return sub
 
+    @property
+    def targets(self) -> Tensor | None:
+        """The target class of each of this oracle's points (None: untargeted)."""
+        targets = self._tally.targets
+        return targets if targets is None or self.rows is None else targets[self.rows]
+
     def exact(self) -> Oracle:
         """This oracle (same points, same counters) answering in fp32 whatever the search precision."""
         sub = Oracle(self.model, None)
@@ -122,19 +129,25 @@ class Oracle:
     def fooled(self, x: Tensor, y: Tensor, logits: Tensor) -> Tensor:
         """Which points `logits` (this oracle's answer at x) fool, decided in fp32. (B,) bool.
 
+        Fooled means misclassified, or for a targeted attack (`targets`) classified as the target.
+
         Under bf16 autocast a point's margin is off by up to ~0.5% of its logit range (measured on
         the seed CNN), so bf16 alone would stop some points that fp32 says are still robust, and
         those would then stay unbroken for good. Points whose bf16 margin lies within
         `RECHECK_BAND` of the logit range from the boundary get one fp32 forward pass (counted),
         and only that verdict counts; the others are robust by a margin bf16 cannot get wrong.
         """
+        targets = self.targets
         if self.autocast is None:
-            return logits.argmax(1) != y
+            return _verdict(logits, y, targets)
         span = logits.amax(1) - logits.amin(1)  # (B,)
-        near = (margin(logits, y) >= -RECHECK_BAND * span).nonzero().squeeze(1)
+        # distance to the verdict's boundary: the best other class against y, or the target against the rest
+        gap = margin(logits, y) if targets is None else -margin(logits, targets)
+        near = (gap >= -RECHECK_BAND * span).nonzero().squeeze(1)
         fooled = torch.zeros_like(y, dtype=torch.bool)
         if len(near):
-            fooled[near] = self.exact().view(near).logits(x[near]).argmax(1) != y[near]
+            exact = self.exact().view(near)
+            fooled[near] = _verdict(exact.logits(x[near]), y[near], exact.targets)
         return fooled
 
     @property
@@ -223,6 +236,14 @@ class Oracle:
         return logits[: len(x)].detach(), grad.detach()
 
 
+def _verdict(logits: Tensor, y: Tensor, targets: Tensor | None) -> Tensor:
+    return _verdict_from_pred(logits.argmax(1), y, targets)
+
+
+def _verdict_from_pred(pred: Tensor, y: Tensor, targets: Tensor | None) -> Tensor:
+    return pred != y if targets is None else pred == targets
+
+
 def _cast_matmul_weights(model: nn.Module, dtype: torch.dtype) -> dict[str, Tensor]:
     """The weights of the conv and linear layers cast to `dtype`, by their `state_dict` names.
 
@@ -265,36 +286,54 @@ class Attack:
 
     `bf16=True` runs the search under bf16 autocast (~2.5x faster forward and backward passes on a
     CPU); every decision that a point is fooled is still made in fp32 (`Oracle.fooled`).
+    Attacks with `targetable` also take `targets=`: each point should then be classified as its
+    target, and `success` means exactly that.
     """
 
     name: ClassVar[str] = "attack"
     norms: ClassVar[tuple[str, ...]] = ("linf", "l2")  # the threat norms the attack supports
+    targetable: ClassVar[bool] = False  # accepts `targets=` (the gradient engine)
     bf16: bool = field(default=False, kw_only=True)
 
-    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, threat: Threat, *, seed: int = 0) -> AttackResult:
+    def __call__(
+        self, model: nn.Module, x: Tensor, y: Tensor, threat: Threat, *, seed: int = 0, targets: Tensor | None = None
+    ) -> AttackResult:
         if not isinstance(threat, Threat):
             raise TypeError(f"threat must be a Threat, got {type(threat).__name__}")
-        return self.sweep(model, x, y, threat, [threat.eps], seed=seed)[0]
+        return self.sweep(model, x, y, threat, [threat.eps], seed=seed, targets=targets)[0]
 
     def sweep(
-        self, model: nn.Module, x: Tensor, y: Tensor, threat: Threat, epsilons: Sequence[float], *, seed: int = 0
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        threat: Threat,
+        epsilons: Sequence[float],
+        *,
+        seed: int = 0,
+        targets: Tensor | None = None,
     ) -> list[AttackResult]:
         """Attack the same points at several budgets (sharing work where the attack allows)."""
-        self._check_inputs(model, x, y, threat)
+        self._check_inputs(model, x, y, threat, targets)
         threats = [threat.with_eps(float(eps)) for eps in epsilons]
         generator = torch.Generator(device=x.device).manual_seed(seed)
         with eval_mode(model):
             x = x.detach()
-            raw = self._perturb_sweep(model, x, y, threats, generator)
-            return [self._finish(oracle, x, y, t, x_adv, seed) for t, (oracle, x_adv) in zip(threats, raw, strict=True)]
+            raw = self._perturb_sweep(model, x, y, threats, generator, targets)
+            return [
+                self._finish(oracle, x, y, t, x_adv, seed, targets)
+                for t, (oracle, x_adv) in zip(threats, raw, strict=True)
+            ]
 
-    def generate(self, model: nn.Module, x: Tensor, y: Tensor, threat: Threat, *, seed: int = 0) -> Tensor:
+    def generate(
+        self, model: nn.Module, x: Tensor, y: Tensor, threat: Threat, *, seed: int = 0, targets: Tensor | None = None
+    ) -> Tensor:
         """Only the adversarial points (same contract, no success check): for training loops."""
-        self._check_inputs(model, x, y, threat)
+        self._check_inputs(model, x, y, threat, targets)
         generator = torch.Generator(device=x.device).manual_seed(seed)
         with eval_mode(model):
             x = x.detach()
-            x_adv = self._perturb_sweep(model, x, y, [threat], generator)[0][1]
+            x_adv = self._perturb_sweep(model, x, y, [threat], generator, targets)[0][1]
             return self._project(x, x_adv, threat)[0]
 
     def shares_sweep(self) -> bool:
@@ -304,27 +343,38 @@ class Attack:
     def _oracle(self, model: nn.Module) -> Oracle:
         return Oracle(model, torch.bfloat16 if self.bf16 else None)
 
-    def _new_oracle(self, model: nn.Module, x: Tensor) -> Oracle:
-        return self._oracle(model).reset(len(x), x.device)
+    def _new_oracle(self, model: nn.Module, x: Tensor, targets: Tensor | None = None) -> Oracle:
+        oracle = self._oracle(model).reset(len(x), x.device)
+        oracle._tally.targets = targets
+        return oracle
 
     def _perturb(self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, generator: torch.Generator) -> Tensor:
         raise NotImplementedError
 
     def _perturb_sweep(
-        self, model: nn.Module, x: Tensor, y: Tensor, threats: list[Threat], generator: torch.Generator
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        threats: list[Threat],
+        generator: torch.Generator,
+        targets: Tensor | None = None,
     ) -> list[tuple[Oracle, Tensor]]:
         """One (oracle, raw adversarial points) per threat; by default an independent run each.
 
         An attack that shares work across budgets (FGSM's one gradient, a minimum-norm search)
-        overrides this and returns the same oracle for every threat.
+        overrides this and returns the same oracle for every threat. `targets` reach `_perturb`
+        as `oracle.targets`.
         """
         runs = []
         for t in threats:
-            oracle = self._new_oracle(model, x)
+            oracle = self._new_oracle(model, x, targets)
             runs.append((oracle, self._perturb(oracle, x, y, t, generator)))
         return runs
 
-    def _check_inputs(self, model: nn.Module, x: Tensor, y: Tensor, threat: Threat) -> None:
+    def _check_inputs(
+        self, model: nn.Module, x: Tensor, y: Tensor, threat: Threat, targets: Tensor | None = None
+    ) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(threat, Threat):
@@ -335,6 +385,15 @@ class Attack:
             raise ValueError(f"x must be a float tensor (B, ...), got {x.dtype} {tuple(x.shape)}")
         if y.dtype != torch.long or y.shape != x.shape[:1]:
             raise ValueError(f"y must be int64 of shape ({x.shape[0]},), got {y.dtype} {tuple(y.shape)}")
+        if targets is not None:
+            if not self.targetable:
+                raise ValueError(f"{self.name} is untargeted; targets= works with fgsm, bim, pgd and mifgsm")
+            if targets.dtype != torch.long or targets.shape != y.shape:
+                raise ValueError(
+                    f"targets must be int64 of shape ({len(y)},), got {targets.dtype} {tuple(targets.shape)}"
+                )
+            if bool((targets == y).any()):
+                raise ValueError("every target must differ from its point's label")
         low, high = threat.bounds
         if x.numel() and (x.min() < low - _NORM_TOLERANCE or x.max() > high + _NORM_TOLERANCE):
             raise ValueError(f"x must lie in the bounds {threat.bounds}, got [{x.min():.4g}, {x.max():.4g}]")
@@ -348,7 +407,16 @@ class Attack:
             raise RuntimeError(f"{self.name}: perturbation {distance.max():.6g} exceeds eps {threat.eps}")
         return x_adv, distance
 
-    def _finish(self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, x_adv: Tensor, seed: int) -> AttackResult:
+    def _finish(
+        self,
+        oracle: Oracle,
+        x: Tensor,
+        y: Tensor,
+        threat: Threat,
+        x_adv: Tensor,
+        seed: int,
+        targets: Tensor | None = None,
+    ) -> AttackResult:
         x_adv, distance = self._project(x, x_adv, threat)
         fp32 = Oracle(oracle.model)
         pred = fp32.logits(x_adv).argmax(dim=1)
@@ -358,7 +426,7 @@ class Attack:
         return AttackResult(
             x_adv=x_adv,
             pred=pred,
-            success=pred != y,
+            success=_verdict_from_pred(pred, y, targets),
             distance=distance,
             threat=threat,
             seed=seed,

@@ -160,7 +160,13 @@ class FAB(MinNormAttack):
         return self.restarts == 1  # without random starts a run does not depend on eps, only where it stops
 
     def _perturb_sweep(
-        self, model: torch.nn.Module, x: Tensor, y: Tensor, threats: list[Threat], generator: torch.Generator
+        self,
+        model: torch.nn.Module,
+        x: Tensor,
+        y: Tensor,
+        threats: list[Threat],
+        generator: torch.Generator,
+        targets: Tensor | None = None,  # refused by the base: these attacks are untargeted
     ) -> list[tuple[Oracle, Tensor]]:
         """One search for all budgets, stopping at the smallest positive eps, where it is exact.
 

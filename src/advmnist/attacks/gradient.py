@@ -2,7 +2,9 @@
 
 Each step moves `step_size = rel_step_size * eps` along the norm's steepest-ascent direction of the
 loss, then projects onto the eps-ball and the bounds. A point stays at the first iterate that
-fooled the model (per-sample early stop); restarts run only on points still unbroken. With
+fooled the model (per-sample early stop; `early_stop=False` walks every step, as adversarial
+training wants); restarts run only on points still unbroken. `targets=` at call time makes it
+targeted: the loss then pulls each point towards its target class (CE, DLR or margin). With
 `bf16=True` the gradients come from bf16 autocast (~2x faster on CPU), but whether a point is fooled,
 and so whether it stops, is always decided by fp32 logits.
 """
@@ -25,11 +27,13 @@ class GradientAttack(Attack):
     """Iterative first-order attack; `steps=1, rel_step_size=1, random_start=False` is FGSM."""
 
     name: ClassVar[str] = "gradient"
+    targetable: ClassVar[bool] = True
     steps: int = 10
     rel_step_size: float = 0.25
     random_start: bool = True
     restarts: int = 1
     loss: str = "ce"
+    early_stop: bool = True
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.restarts < 1:
@@ -57,7 +61,10 @@ class GradientAttack(Attack):
         for _ in range(self.steps):
             active = (~done).nonzero().squeeze(1)  # the search shrinks to the points still robust
             on_active, x_active, y_active = oracle.view(active), x_adv[active], y[active]
-            _, grad, logits = on_active.loss_grad(x_active, y_active, self.loss)
+            _, grad, logits = on_active.loss_grad(x_active, y_active, self.loss, on_active.targets)
+            if not self.early_stop:
+                x_adv[active] = self._step(x[active], x_active, self._direction(grad, velocity, active), threat)
+                continue
             fooled = on_active.fooled(x_active, y_active, logits)  # early stop: a fooling point stays
             done[active] = fooled
             active, grad = active[~fooled], grad[~fooled]
@@ -83,18 +90,25 @@ class GradientAttack(Attack):
             x_adv = self._one_run(oracle.view(todo), x[todo], y[todo], threat, generator)
             best[todo] = x_adv  # the last restart's point stands for points nobody broke
             if restart + 1 < self.restarts:  # after the last one the base class checks success itself
-                broken[todo] = oracle.exact().view(todo).logits(x_adv).argmax(1) != y[todo]
+                exact = oracle.exact().view(todo)
+                broken[todo] = exact.fooled(x_adv, y[todo], exact.logits(x_adv))
         return best
 
     def _perturb_sweep(
-        self, model: torch.nn.Module, x: Tensor, y: Tensor, threats: list[Threat], generator: torch.Generator
+        self,
+        model: torch.nn.Module,
+        x: Tensor,
+        y: Tensor,
+        threats: list[Threat],
+        generator: torch.Generator,
+        targets: Tensor | None = None,
     ) -> list[tuple[Oracle, Tensor]]:
         if self.shares_sweep():
             # Single step from x: one gradient serves every eps (FGSM / FGM on a list of budgets).
-            oracle = self._new_oracle(model, x)
-            _, grad, _ = oracle.loss_grad(x, y, self.loss)
+            oracle = self._new_oracle(model, x, targets)
+            _, grad, _ = oracle.loss_grad(x, y, self.loss, targets)
             return [(oracle, self._step(x, x, grad, t) if t.eps > 0 else x.clone()) for t in threats]
-        return super()._perturb_sweep(model, x, y, threats, generator)
+        return super()._perturb_sweep(model, x, y, threats, generator, targets)
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,13 @@ class MinNormAttack(Attack):
         return confirm(oracle, x, y, self._search(oracle, x, y, threat, generator), threat)
 
     def _perturb_sweep(
-        self, model: torch.nn.Module, x: Tensor, y: Tensor, threats: list[Threat], generator: torch.Generator
+        self,
+        model: torch.nn.Module,
+        x: Tensor,
+        y: Tensor,
+        threats: list[Threat],
+        generator: torch.Generator,
+        targets: Tensor | None = None,  # refused by the base: these attacks are untargeted
     ) -> list[tuple[Oracle, Tensor]]:
         oracle = self._new_oracle(model, x)
         x_adv, norm = self._checked_search(oracle, x, y, threats[0], generator)

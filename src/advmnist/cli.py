@@ -45,15 +45,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-mirrors", action="store_true", help="skip the HTTP mirrors (go straight to npm)")
     p.set_defaults(func=cmd_data)
 
-    p = sub.add_parser("train", parents=[common], help="train one model")
-    p.add_argument("--recipe", required=True, help="standard or fgsm-mix")
-    p.add_argument("--epochs", type=int, help="default: 5 (standard), 8 (fgsm-mix)")
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--eps", default="8/255", help="FGSM eps of fgsm-mix (default 8/255)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--precision", default="bf16", help="bf16 (autocast, default) or fp32")
-    p.add_argument("--arch", default="seed-cnn")
+    p = sub.add_parser("train", parents=[common], help="train one model (recipes: see --recipe)")
+    p.add_argument("--config", help="a TOML preset (configs/*.toml); flags given here override it")
+    p.add_argument("--recipe", help="standard, fgsm-mix, fgsm-rs, pgd, trades or ensemble")
+    p.add_argument("--epochs", type=int, help="default: 5 (standard), 8 (the others)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--eps", help="training eps, Linf (default 8/255; fractions allowed)")
+    p.add_argument("--eps-ramp", type=float, help="fraction of training over which eps grows from 0 (default 0)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="peak learning rate (default 0.01)")
+    p.add_argument("--lr-schedule", help="constant (default), step, cosine or one-cycle")
+    p.add_argument("--momentum", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--steps", type=int, help="pgd / trades: attack steps per example (default 7)")
+    p.add_argument("--step-size", type=float, help="pgd / trades: step as a fraction of eps (default 2.5 / steps)")
+    p.add_argument("--restarts", type=int, help="pgd: random restarts (default 1)")
+    p.add_argument("--beta", type=float, help="trades: weight of the KL term (default 6)")
+    p.add_argument("--ensemble", action="append", metavar="MODEL", help="ensemble: a static model (repeat)")
+    p.add_argument("--val-size", type=int, help="training images held out for validation (default 0)")
+    p.add_argument("--watchdog", action="store_true", default=None, help="roll back and stop on a PGD collapse")
+    p.add_argument("--select", help="last (default) or best (best validation PGD accuracy)")
+    p.add_argument("--precision", help="bf16 (autocast, default) or fp32")
+    p.add_argument("--arch", help="model architecture (default seed-cnn; see `advmnist models`)")
     p.add_argument("--n-train", type=int, help="use the first N training images")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--resume", action="store_true", help="continue a killed training in --out")
@@ -153,24 +166,36 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from advmnist.evaluation import parse_eps
+    from advmnist.config import train_config
     from advmnist.tasks import train_model
-    from advmnist.training import TrainConfig
 
-    epochs = args.epochs or (8 if args.recipe == "fgsm-mix" else 5)
-    cfg = TrainConfig(
-        recipe=args.recipe,
-        epochs=epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        train_eps=parse_eps(args.eps),
-        precision=args.precision,
-    )
+    flags = {
+        "recipe": args.recipe,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "train_eps": args.eps,
+        "eps_ramp": args.eps_ramp,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "lr_schedule": args.lr_schedule,
+        "momentum": args.momentum,
+        "weight_decay": args.weight_decay,
+        "attack_steps": args.steps,
+        "attack_rel_step": args.step_size,
+        "attack_restarts": args.restarts,
+        "trades_beta": args.beta,
+        "ensemble_models": args.ensemble,
+        "val_size": args.val_size,
+        "watchdog": args.watchdog,
+        "select": args.select,
+        "precision": args.precision,
+        "arch": args.arch,
+    }
+    cfg, arch = train_config(args.config, **flags)
     result = train_model(
         cfg,
         args.out,
-        arch=args.arch,
+        arch=arch,
         n_train=args.n_train,
         data_dir=args.data_dir,
         checksums=args.checksums,
@@ -182,9 +207,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     last = result.history[-1]
     print(
-        f"trained {args.arch} ({args.recipe}, {epochs} epochs, {result.seconds:.0f} s): "
+        f"trained {arch} ({cfg.recipe}, {len(result.history)} epochs, {result.seconds:.0f} s): "
         f"test accuracy {last.get('test_accuracy', float('nan')):.2%}"
     )
+    if "val_pgd" in last:
+        print(f"validation: clean {last['val_clean']:.2%}, PGD-10 at eps {cfg.train_eps:.4g} {last['val_pgd']:.2%}")
+    if result.collapse is not None:
+        c = result.collapse
+        print(f"watchdog: collapse at epoch {c['epoch']}; rolled back to epoch {c['rolled_back_to_epoch']} and stopped")
     print(f"model: {Path(args.out) / 'model.safetensors'}")
     return 0
 

@@ -131,3 +131,37 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> StudyConfig
             raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     raw.update({k: v for k, v in overrides.items() if v is not None})
     return config_from_dict(raw, str(path or "config"))
+
+
+def train_config(path: str | Path | None = None, **overrides: Any) -> tuple[TrainConfig, str]:
+    """A training preset (TOML: TrainConfig fields and `arch`) with `overrides` applied: (config, arch).
+
+    `train_eps` may be a fraction string ("8/255"); `epochs` defaults to 5 for `standard` and 8 for
+    the other recipes. Unknown keys and bad values are ConfigErrors.
+    """
+    raw: dict[str, Any] = {}
+    where = str(path or "train config")
+    if path is not None:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} | {"arch"}
+    unknown = sorted(set(raw) - fields)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    arch = str(raw.pop("arch", "seed-cnn"))
+    if "recipe" not in raw:
+        raise ConfigError(f"{where}: no recipe (give --recipe or a preset with `recipe = ...`)")
+    raw.setdefault("epochs", 5 if raw["recipe"] == "standard" else 8)
+    try:
+        if "train_eps" in raw:
+            raw["train_eps"] = parse_eps(str(raw["train_eps"]))
+        if "ensemble_models" in raw:
+            raw["ensemble_models"] = tuple(str(p) for p in raw["ensemble_models"])
+        return TrainConfig(**raw), arch
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from None

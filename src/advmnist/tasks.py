@@ -11,6 +11,7 @@ import torch
 
 from advmnist.attacks import create_attack
 from advmnist.data import MNIST, DatasetSpec, load_mnist
+from advmnist.errors import ConfigError
 from advmnist.evaluation import Evaluation, accuracy, evaluate, parse_eps_list
 from advmnist.io import write_json
 from advmnist.manifest import make_manifest, now, peak_rss_mb
@@ -40,6 +41,9 @@ def train_model(
 ) -> TrainResult:
     """Train one model into `out/`: `model.safetensors` + `model.json`, `training_results.json`."""
     out = Path(out)
+    missing = [p for p in cfg.ensemble_models if not Path(p).is_file()]
+    if missing:
+        raise ConfigError(f"ensemble model(s) not found: {', '.join(missing)}")
     config = {"task": "train", "arch": arch, "n_train": n_train, "data_dir": data_dir, **cfg.to_dict()}
     prepare_run_dir(out, config, overwrite=overwrite, resume=resume)
     spec = _spec(checksums)
@@ -70,6 +74,8 @@ def train_model(
             "history": result.history,
             "clean_accuracy": clean,
             "training_seconds": result.seconds,
+            "best_epoch": result.best_epoch,
+            "collapse": result.collapse,
             "checkpoint": "model.safetensors",
         },
     )

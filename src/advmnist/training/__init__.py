@@ -1,17 +1,39 @@
-"""Training: recipes (objectives) and one short `fit` loop with resumable checkpoints."""
+"""Training: objectives, schedules, the collapse watchdog and one short `fit` loop with resumable checkpoints."""
 
-from advmnist.training.fit import TrainResult, evaluate_clean, fit
-from advmnist.training.objectives import LossOutput, fgsm_mix, standard_ce
+from advmnist.training.fit import TrainResult, evaluate_clean, fit, split_validation
+from advmnist.training.objectives import (
+    LossOutput,
+    adversarial,
+    ensemble,
+    fgsm_mix,
+    fgsm_rs,
+    pgd_at,
+    standard_ce,
+    trades,
+)
 from advmnist.training.recipes import RECIPES, TrainConfig, make_objective
+from advmnist.training.schedules import LR_SCHEDULES, eps_at, lr_at
+from advmnist.training.watchdog import Watchdog, validate
 
 __all__ = [
+    "LR_SCHEDULES",
     "RECIPES",
     "LossOutput",
     "TrainConfig",
     "TrainResult",
+    "Watchdog",
+    "adversarial",
+    "ensemble",
+    "eps_at",
     "evaluate_clean",
     "fgsm_mix",
+    "fgsm_rs",
     "fit",
+    "lr_at",
     "make_objective",
+    "pgd_at",
+    "split_validation",
     "standard_ce",
+    "trades",
+    "validate",
 ]

@@ -64,3 +64,13 @@ def load_training_state(
     torch.set_rng_state(tensors["rng.torch"])
     generator.set_state(tensors["rng.data"])
     return meta
+
+
+def save_best(folder: Path, state: dict[str, torch.Tensor]) -> None:
+    """The weights of the best epoch so far (for `select="best"` across a resume)."""
+    atomic_write_bytes(folder / "best.safetensors", save({k: v.contiguous() for k, v in state.items()}))
+
+
+def load_best(folder: Path) -> dict[str, torch.Tensor] | None:
+    path = folder / "best.safetensors"
+    return load_file(path) if path.is_file() else None

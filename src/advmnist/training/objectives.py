@@ -1,15 +1,21 @@
-"""Training objectives: `objective(model, x, y) -> LossOutput`, separate from the loop that runs them."""
+"""Training objectives: `objective(model, x, y, eps) -> LossOutput`, separate from the loop that runs them.
+
+`eps` is this step's training budget (the loop ramps it up); objectives that craft adversarial
+examples do so in eval mode with frozen weights (the attack contract), then compute the loss in the
+model's training mode. Random starts draw their seed from torch's global RNG, whose state every
+training checkpoint saves, so a resumed run crafts the same examples.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advmnist.attacks import FGSM, Threat
+from advmnist.attacks import FGSM, PGD, GradientAttack, Threat, eval_mode
 
 Tensor = torch.Tensor
 
@@ -21,34 +27,123 @@ class LossOutput:
     y: Tensor  # (B',) their labels
 
 
-Objective = Callable[[nn.Module, Tensor, Tensor], LossOutput]
+Objective = Callable[[nn.Module, Tensor, Tensor, float], LossOutput]
+
+
+def _seed() -> int:
+    return int(torch.randint(0, 2**31 - 1, ()))
+
+
+def _craft(attack: GradientAttack, model: nn.Module, x: Tensor, y: Tensor, eps: float) -> Tensor:
+    """Adversarial examples from `attack` at `eps`, outside any autocast (the attack picks its precision)."""
+    if eps <= 0:
+        return x
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        return attack.generate(model, x, y, Threat("linf", eps), seed=_seed())
 
 
 def standard_ce() -> Objective:
     """Plain cross-entropy on clean examples."""
 
-    def objective(model: nn.Module, x: Tensor, y: Tensor) -> LossOutput:
+    def objective(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> LossOutput:
         logits = model(x)
         return LossOutput(F.cross_entropy(logits, y), logits, y)
 
     return objective
 
 
-def fgsm_mix(eps: float, *, bf16: bool = False, seed: int = 0) -> Objective:
+def fgsm_mix(*, bf16: bool = False) -> Objective:
     """The seed's defense: half of each batch stays clean, the other half becomes FGSM(eps).
 
     The FGSM examples are crafted on the current weights in eval mode (no dropout noise in the
     gradient) and the loss is the mean cross-entropy over the whole mixed batch.
     """
     attack = FGSM(bf16=bf16)
-    threat = Threat("linf", eps)
 
-    def objective(model: nn.Module, x: Tensor, y: Tensor) -> LossOutput:
+    def objective(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> LossOutput:
         half = len(x) // 2
         with torch.autocast(device_type=x.device.type, enabled=False):
-            x_adv = attack.generate(model, x[half:], y[half:], threat, seed=seed)
+            x_adv = attack.generate(model, x[half:], y[half:], Threat("linf", eps), seed=0)
         x_mix = torch.cat([x[:half], x_adv])  # (B, 1, 28, 28): clean first, adversarial second
         logits = model(x_mix)
+        return LossOutput(F.cross_entropy(logits, y), logits, y)
+
+    return objective
+
+
+def adversarial(attack: GradientAttack) -> Objective:
+    """Cross-entropy on `attack`'s examples only (Madry et al. 2018's min-max objective)."""
+
+    def objective(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> LossOutput:
+        x_adv = _craft(attack, model, x, y, eps)
+        logits = model(x_adv)
+        return LossOutput(F.cross_entropy(logits, y), logits, y)
+
+    return objective
+
+
+def fgsm_rs(*, alpha: float = 1.25, bf16: bool = False) -> Objective:
+    """FGSM with a random start (Wong et al. 2020): uniform start in the ball, one step of alpha * eps."""
+    return adversarial(FGSM(random_start=True, rel_step_size=alpha, early_stop=False, bf16=bf16))
+
+
+def pgd_at(*, steps: int = 7, rel_step_size: float | None = None, restarts: int = 1, bf16: bool = False) -> Objective:
+    """PGD adversarial training (Madry et al. 2018): every step walks, no early stop at the boundary."""
+    step = rel_step_size if rel_step_size is not None else 2.5 / steps
+    return adversarial(PGD(steps=steps, rel_step_size=step, restarts=restarts, early_stop=False, bf16=bf16))
+
+
+def trades(*, beta: float = 6.0, steps: int = 7, rel_step_size: float | None = None, bf16: bool = False) -> Objective:
+    """TRADES (Zhang et al. 2019): CE on clean points + beta * KL(f(x) || f(x')), x' maximizing the KL.
+
+    The inner maximization starts at x + 0.001 * N(0, 1) and takes `steps` signed-gradient steps of
+    `rel_step_size * eps` on the KL divergence, projected onto the Linf ball.
+    """
+    step = rel_step_size if rel_step_size is not None else 2.5 / steps
+
+    def objective(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> LossOutput:
+        x_adv = _trades_example(model, x, eps, steps, step * eps, bf16) if eps > 0 else x
+        logits = model(torch.cat([x, x_adv]))  # (2B, 10): clean first
+        clean, adv = logits.float().chunk(2)
+        kl = F.kl_div(F.log_softmax(adv, 1), F.log_softmax(clean, 1), reduction="batchmean", log_target=True)
+        return LossOutput(F.cross_entropy(clean, y) + beta * kl, clean, y)
+
+    return objective
+
+
+def _trades_example(model: nn.Module, x: Tensor, eps: float, steps: int, step: float, bf16: bool) -> Tensor:
+    with torch.autocast(device_type=x.device.type, enabled=False), eval_mode(model):
+        cast = torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16)
+        with torch.no_grad(), cast:
+            target = F.log_softmax(model(x).float(), 1)  # (B, 10), the clean prediction
+        noise = torch.randn(x.shape, device=x.device, dtype=x.dtype)  # global RNG: checkpointed
+        x_adv = (x + 0.001 * noise).clamp(0, 1)
+        for _ in range(steps):
+            x_adv.requires_grad_(True)
+            with torch.enable_grad(), cast:
+                log_p = F.log_softmax(model(x_adv).float(), 1)
+                kl = F.kl_div(log_p, target, reduction="sum", log_target=True)
+                (grad,) = torch.autograd.grad(kl, x_adv)
+            x_adv = x_adv.detach() + step * grad.sign()
+            x_adv = (x + (x_adv - x).clamp(-eps, eps)).clamp(0, 1)
+        return x_adv.detach()
+
+
+def ensemble(statics: Sequence[nn.Module], *, bf16: bool = False) -> Objective:
+    """Ensemble adversarial training (Tramèr et al. 2018): half clean, half FGSM-RS examples.
+
+    Each batch's examples come from a source drawn at random among the model being trained and
+    the static pre-trained models, so the model also meets perturbations it did not make itself
+    (the transfer attacks that single-step training alone leaves it open to).
+    """
+    attack = FGSM(random_start=True, rel_step_size=1.25, early_stop=False, bf16=bf16)
+    statics = list(statics)
+
+    def objective(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> LossOutput:
+        source = int(torch.randint(0, len(statics) + 1, ()))
+        half = len(x) // 2
+        x_adv = _craft(attack, model if source == 0 else statics[source - 1], x[half:], y[half:], eps)
+        logits = model(torch.cat([x[:half], x_adv]))
         return LossOutput(F.cross_entropy(logits, y), logits, y)
 
     return objective

@@ -1,0 +1,250 @@
+"""Training recipes, schedules, the validation split, the collapse watchdog and resuming after a kill."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from advmnist.config import train_config
+from advmnist.data import DatasetSpec, load_mnist
+from advmnist.errors import ConfigError
+from advmnist.models import create_model, save_model
+from advmnist.training import (
+    RECIPES,
+    TrainConfig,
+    Watchdog,
+    eps_at,
+    fit,
+    lr_at,
+    make_objective,
+    pgd_at,
+    split_validation,
+    standard_ce,
+    trades,
+)
+from conftest import ROOT, run_cli
+
+fit_module = importlib.import_module("advmnist.training.fit")  # the module (the package exports the function)
+
+# a small CNN (conv, pool, fc): big enough to learn the synthetic digits in a few epochs, quick here
+TINY = {"batch_size": 64, "lr": 0.05, "precision": "fp32"}
+
+
+class TinyCNN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 5, padding=2)
+        self.fc = nn.Linear(8 * 14 * 14, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(F.max_pool2d(torch.relu(self.conv(x)), 2).flatten(1))
+
+
+@pytest.fixture(scope="module")
+def data(synthetic) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:  # noqa: ANN001
+    spec = DatasetSpec.from_checksums(synthetic[1])
+    train, test = load_mnist("train", synthetic[0], spec=spec), load_mnist("test", synthetic[0], spec=spec)
+    return (train.x, train.y), (test.x, test.y)
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return TinyCNN()
+
+
+def test_lr_schedules() -> None:
+    total = 100
+    assert [lr_at("constant", 0.1, s, total) for s in (0, 99)] == [0.1, 0.1]
+    assert [lr_at("step", 0.1, s, total) for s in (49, 50, 75)] == pytest.approx([0.1, 0.01, 0.001])
+    assert lr_at("cosine", 0.1, 0, total) == 0.1 and lr_at("cosine", 0.1, 99, total) < 1e-3
+    cycle = [lr_at("one-cycle", 0.1, s, total) for s in range(total)]
+    assert max(cycle) == pytest.approx(0.1) and cycle.index(max(cycle)) == 30
+    assert cycle[0] == pytest.approx(0.004) and cycle[-1] < 0.002
+    with pytest.raises(ValueError, match="unknown lr schedule"):
+        lr_at("exp", 0.1, 0, total)
+
+
+def test_eps_ramp() -> None:
+    ramped = [eps_at(0.3, 0.5, s, 100) for s in range(100)]
+    assert ramped[0] == pytest.approx(0.006) and ramped[49] == pytest.approx(0.3) and ramped[-1] == 0.3
+    assert all(a <= b for a, b in zip(ramped, ramped[1:], strict=False))
+    assert eps_at(0.3, 0.0, 0, 100) == 0.3
+
+
+def test_validation_split_is_disjoint_seeded_and_never_the_test_set(data) -> None:  # noqa: ANN001
+    train, _ = data
+    (x, y), (xv, yv) = split_validation(train, 100, seed=1)
+    assert len(y) + len(yv) == len(train[1]) and len(yv) == 100
+    rows = {tuple(r.flatten().tolist()[:60]) for r in x}
+    assert not any(tuple(r.flatten().tolist()[:60]) in rows for r in xv)  # no image in both
+    again = split_validation(train, 100, seed=1)[1]
+    assert again is not None and torch.equal(again[0], xv)
+    assert split_validation(train, 0, seed=1) == (train, None)
+    with pytest.raises(ValueError, match="val_size must be below"):
+        split_validation(train, len(train[1]), seed=1)
+
+
+def test_adversarial_objectives_raise_the_loss_within_the_ball(data, monkeypatch) -> None:  # noqa: ANN001
+    from advmnist.training import objectives
+
+    (x, y), _ = data
+    model = _model()
+    fit(model, (x, y), None, TrainConfig(epochs=2, **TINY))  # something to attack
+    x, y = x[:64], y[:64]
+    clean = standard_ce()(model, x, y, 0.0).loss.item()
+    crafted = []
+    craft = objectives._craft
+    monkeypatch.setattr(objectives, "_craft", lambda *a: crafted.append(craft(*a)) or crafted[-1])
+    adv = pgd_at(steps=5)(model, x, y, 0.2).loss.item()
+    assert adv > clean
+    (x_adv,) = crafted
+    assert (x_adv - x).abs().max() <= 0.2 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    assert (x_adv - x).abs().max() > 0.19  # PGD without early stop walks to the edge of the ball
+    assert trades(steps=5)(model, x, y, 0.2).loss.item() >= clean - 1e-6  # CE + beta * KL, KL >= 0
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_recipe_trains(recipe: str, data, tmp_path: Path) -> None:  # noqa: ANN001
+    train, test = data
+    extra: dict[str, object] = {"train_eps": 0.1}
+    if recipe == "ensemble":
+        save_model(create_model("linear"), tmp_path / "static")
+        extra["ensemble_models"] = (str(tmp_path / "static.safetensors"),)
+    cfg = TrainConfig(recipe=recipe, epochs=1, attack_steps=2, **TINY, **extra)  # type: ignore[arg-type]
+    model = _model()
+    before = [p.detach().clone() for p in model.parameters()]
+    result = fit(model, train, test, cfg)
+    row = result.history[0]
+    assert torch.isfinite(torch.tensor(row["train_loss"])) and 0 <= row["test_accuracy"] <= 1
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_watchdog_unit() -> None:
+    dog = Watchdog(drop=0.2)
+    assert not dog.collapsed(0.0)  # nothing to compare with yet
+    assert dog.update(1, 0.5) and not dog.update(2, 0.4)
+    assert not dog.collapsed(0.31) and dog.collapsed(0.29)
+
+
+def test_collapse_rolls_back_to_the_last_good_epoch_and_stops(data, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    train, _ = data
+    cfg = TrainConfig(recipe="fgsm-rs", epochs=4, train_eps=0.1, val_size=64, watchdog=True, **TINY)
+    scripted = iter([0.5, 0.6, 0.1, 0.7])  # epoch 3 collapses (0.1 < 0.6 - 0.2)
+    monkeypatch.setattr(fit_module, "validate", lambda *a, **k: {"val_clean": 0.9, "val_pgd": next(scripted)})
+    model = _model()
+    result = fit(model, train, None, cfg, state_dir=tmp_path / "state")
+    assert (
+        result.collapse is not None and result.collapse["epoch"] == 3 and result.collapse["rolled_back_to_epoch"] == 2
+    )
+    assert len(result.history) == 3 and result.history[-1]["collapse"] == result.collapse
+    log = json.loads((tmp_path / "state" / "state.json").read_text())
+    assert log["collapse"]["epoch"] == 3  # the run's JSON says so
+
+    # The weights are those after epoch 2: a run stopped there by itself (same RNG path) has them too.
+    scripted2 = iter([0.5, 0.6])
+    monkeypatch.setattr(fit_module, "validate", lambda *a, **k: {"val_clean": 0.9, "val_pgd": next(scripted2)})
+    two = _model()
+    fit(two, train, None, TrainConfig(**{**cfg.to_dict(), "epochs": 2, "ensemble_models": ()}))
+    # constant lr and no ramp: epoch 2 does not depend on how many epochs were planned
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), two.state_dict().values(), strict=True))
+    resumed = fit(_model(), train, None, cfg, state_dir=tmp_path / "state", resume=True)
+    assert resumed.collapse == result.collapse and len(resumed.history) == 3  # a stopped run stays stopped
+
+
+def test_resume_after_a_kill_gives_the_same_final_metrics(data, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    train, test = data
+    cfg = TrainConfig(
+        recipe="pgd", epochs=3, train_eps=0.1, attack_steps=2, eps_ramp=0.5, lr_schedule="cosine",
+        val_size=64, select="best", **TINY,
+    )  # fmt: skip
+    whole = fit(_model(), train, test, cfg, state_dir=tmp_path / "whole")
+    original = fit_module._train_epoch
+    calls = {"n": 0}
+
+    def dies_in_epoch_3(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # killed mid-run
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "_train_epoch", dies_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        fit(_model(), train, test, cfg, state_dir=tmp_path / "killed")
+    monkeypatch.setattr(fit_module, "_train_epoch", original)
+    model = _model()
+    resumed = fit(model, train, test, cfg, state_dir=tmp_path / "killed", resume=True)
+    assert resumed.resumed_from_epoch == 2
+    strip = [{k: v for k, v in row.items() if k != "seconds"} for row in resumed.history]
+    assert strip == [{k: v for k, v in row.items() if k != "seconds"} for row in whole.history]
+    assert resumed.best_epoch == whole.best_epoch
+    assert all(
+        torch.equal(a, b) for a, b in zip(model.state_dict().values(), whole.model.state_dict().values(), strict=True)
+    )
+
+
+def test_train_config_presets_and_overrides(tmp_path: Path) -> None:
+    presets = sorted((ROOT / "configs").glob("train-*.toml"))
+    assert {p.stem.removeprefix("train-") for p in presets} >= {"fgsm-rs", "pgd", "trades", "ensemble", "robust"}
+    for preset in presets:
+        cfg, arch = train_config(preset, ensemble_models=["x.safetensors"] if "ensemble" in preset.stem else None)
+        assert arch and cfg.recipe in RECIPES
+    cfg, arch = train_config(None, recipe="pgd", train_eps="0.3", epochs=2)
+    assert (cfg.train_eps, cfg.epochs, arch) == (0.3, 2, "seed-cnn")
+    assert train_config(None, recipe="fgsm-rs", train_eps="8/255")[0].epochs == 8
+    bad = tmp_path / "bad.toml"
+    bad.write_text('recipe = "pgd"\nlearning_rate = 1\n')
+    with pytest.raises(ConfigError, match="unknown key"):
+        train_config(bad)
+    with pytest.raises(ConfigError, match="no recipe"):
+        train_config(None)
+    with pytest.raises(ConfigError, match="need a validation split"):
+        train_config(None, recipe="fgsm-rs", watchdog=True)
+    with pytest.raises(ConfigError, match="needs static pre-trained models"):
+        train_config(None, recipe="ensemble")
+
+
+def test_a_step_larger_than_eps_is_allowed_but_warned(caplog) -> None:  # noqa: ANN001
+    TrainConfig(recipe="pgd", train_eps=0.1, attack_rel_step=1.5)
+    assert "larger than eps" in caplog.text
+
+
+def test_cli_train_bad_input_is_one_line(tmp_path: Path, synthetic) -> None:  # noqa: ANN001
+    from test_cli import assert_one_line_error
+
+    data = ["--data-dir", str(synthetic[0]), "--checksums", str(synthetic[1])]
+    out = tmp_path / "t"
+    assert_one_line_error(
+        run_cli("train", "--recipe", "ensemble", "--ensemble", "nope.safetensors", "--out", str(out), *data),
+        "ensemble model(s) not found: nope.safetensors",
+    )
+    assert_one_line_error(run_cli("train", "--recipe", "pgd", "--eps", "0", "--out", str(out), *data), "train_eps > 0")
+    assert_one_line_error(
+        run_cli("train", "--recipe", "pgd", "--lr-schedule", "zigzag", "--out", str(out), *data), "unknown lr_schedule"
+    )
+    assert not out.exists()
+
+
+def test_cli_train_pgd_with_watchdog_writes_validation(tmp_path: Path, synthetic) -> None:  # noqa: ANN001
+    data = ["--data-dir", str(synthetic[0]), "--checksums", str(synthetic[1])]
+    out = tmp_path / "t"
+    args = ["--recipe", "pgd", "--eps", "0.1", "--steps", "2", "--epochs", "1", "--n-train", "256", "--arch", "linear"]
+    proc = run_cli("train", *args, "--val-size", "64", "--watchdog", "--out", str(out), *data, "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert "validation: clean" in proc.stdout
+    results = json.loads((out / "training_results.json").read_text())
+    assert results["recipe"] == "pgd" and results["val_size"] == 64 and results["collapse"] is None
+    assert {"val_clean", "val_pgd", "lr", "eps"} <= set(results["history"][0])
+
+
+def test_make_objective_covers_every_recipe() -> None:
+    for recipe in RECIPES:
+        statics = [nn.Linear(1, 1)] if recipe == "ensemble" else []
+        models = ("m.safetensors",) if recipe == "ensemble" else ()
+        cfg = TrainConfig(recipe=recipe, ensemble_models=models)
+        assert callable(make_objective(cfg, statics))

@@ -268,3 +268,23 @@ def test_pgd_without_early_stop_walks_every_step() -> None:
     assert walked.queries is not None and (walked.queries == 11).all()  # 10 steps + the final check
     assert stopped.queries is not None and (stopped.queries <= walked.queries).all()
     assert (stopped.queries < 11).any()  # some points were fooled early and stopped there
+
+
+def test_attack_lists_with_settings() -> None:
+    from advmnist.attacks import parse_attacks
+
+    fgsm, pgd, aa = parse_attacks("fgsm, pgd[steps=50,restarts=10, loss=dlr],autoattack", bf16=True)
+    assert (pgd.steps, pgd.restarts, pgd.loss, pgd.bf16) == (50, 10, "dlr", True)  # type: ignore[attr-defined]
+    assert fgsm.name == "fgsm" and aa.name == "autoattack" and fgsm.bf16 and aa.bf16
+    assert parse_attacks("square[p_init=0.5]")[0].p_init == 0.5  # type: ignore[attr-defined]
+    (both,) = parse_attacks("cascade[attacks=apgd-ce+apgd-t]")
+    assert both.attacks == ("apgd-ce", "apgd-t")  # type: ignore[attr-defined]
+    for bad, message in [
+        ("pgd[steps=5", "unbalanced"),
+        ("pgd[steps]", "key=value"),
+        ("pgd[nosuch=1]", "bad settings for attack 'pgd'"),
+        ("pgd[steps=0]", "steps and restarts must be >= 1"),
+        ("nosuch", "unknown attack"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            parse_attacks(bad)

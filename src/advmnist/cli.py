@@ -80,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--model-factory", help="any classifier on [0, 1] images: 'package.module:function'")
     p.add_argument("--weights", help="safetensors weights for --model-factory")
     p.add_argument(
-        "--attack", default="fgsm", help="one or a comma list, e.g. fgsm,pgd,autoattack; see `advmnist attacks`"
+        "--attack",
+        default="fgsm",
+        help="one or a comma list, e.g. fgsm,pgd[steps=50,restarts=10],autoattack; see `advmnist attacks`",
     )
     p.add_argument("--eps", default="2/255,4/255,8/255", help="comma list, fractions allowed: 2/255,0.1")
     p.add_argument("--norm", default="linf", help="linf or l2")
@@ -94,6 +96,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true")
     _data_args(p)
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("detect", parents=[common], help="feature squeezing detector vs plain and adaptive attacks")
+    p.add_argument("--model", required=True, help="a .safetensors model (with its .json card)")
+    p.add_argument(
+        "--attack", default="fgsm,pgd", help="attacks that ignore the detector (the adaptive one always runs)"
+    )
+    p.add_argument("--eps", default="0.1", help="one Linf eps, fractions allowed (default 0.1)")
+    p.add_argument("--n", type=int, help="first N test images (default all)")
+    p.add_argument("--every", type=int, default=1, help="take every K-th test image")
+    p.add_argument("--calibration", type=int, default=1000, help="calibrate on the last N training images")
+    p.add_argument("--fpr", type=float, default=0.05, help="clean false-positive rate to calibrate for (default 0.05)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--overwrite", action="store_true")
+    _data_args(p)
+    p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("report", parents=[common], help="rebuild tables, plots and report from a run folder")
     p.add_argument("run_dir")
@@ -259,6 +277,39 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"check {status} {check['name']}: {check['measured']}" + ("" if check["passed"] else f" ({check['why']})")
         )
     print(f"results: {Path(args.out) / 'eval_results.json'}")
+    return 0
+
+
+def cmd_detect(args: argparse.Namespace) -> int:
+    from advmnist.tasks import detect_checkpoint
+
+    result = detect_checkpoint(
+        args.model,
+        args.out,
+        attack=args.attack,
+        eps=args.eps,
+        n=args.n,
+        every=args.every,
+        calibration=args.calibration,
+        fpr=args.fpr,
+        seed=args.seed,
+        data_dir=args.data_dir,
+        checksums=args.checksums,
+        overwrite=args.overwrite,
+        device=_device(args),
+        command=_command(),
+    )
+    eps = result["eps_label"]
+    for row in result["attacks"]:
+        acc = _accuracy_line(f"{row['attack']} linf eps {eps}", row["accuracy_with_detector"]) + " with detector"
+        if row["adaptive"]:
+            evaded = row["evasion_rate"]
+            print(f"{acc}; evades classifier+detector {evaded['value']:.2%}  <- the number that counts")
+        else:
+            auc = "n/a" if row["auc"] is None else f"{row['auc']:.3f}"
+            tpr = "n/a" if row["detection_rate"] is None else f"{row['detection_rate']['value']:.2%}"
+            print(f"{acc}; AUC {auc}, TPR at threshold {tpr} (of {row['successful']} successful)")
+    print(f"results: {Path(args.out) / 'detect_results.json'}")
     return 0
 
 

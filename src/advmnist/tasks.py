@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from advmnist.attacks import create_attack
+from advmnist.attacks import parse_attacks
 from advmnist.data import MNIST, DatasetSpec, load_mnist
 from advmnist.errors import ConfigError
 from advmnist.evaluation import Evaluation, accuracy, evaluate, parse_eps_list
@@ -114,7 +114,7 @@ def evaluate_checkpoint(
     of the same configuration in `out` (and refuses any other).
     """
     budgets = parse_eps_list(eps, max_eps=1.0 if norm == "linf" else None)
-    attacks = [create_attack(name.strip(), bf16=bf16) for name in attack.split(",")]
+    attacks = parse_attacks(attack, bf16=bf16)
     if batch_size < 1 or every < 1:
         raise ValueError(f"batch size and --every must be >= 1, got {batch_size}, {every}")
     if (model_path is None) == (factory is None) or (factory is not None and weights is None):
@@ -175,3 +175,96 @@ def evaluate_checkpoint(
     manifest.update(finished=now(), total_seconds=time.perf_counter() - start, peak_rss_mb=peak_rss_mb())
     write_json(out / "manifest.json", manifest)
     return result
+
+
+def detect_checkpoint(
+    model_path: str | Path,
+    out: str | Path,
+    *,
+    attack: str = "fgsm,pgd",
+    eps: str = "0.1",
+    n: int | None = None,
+    every: int = 1,
+    calibration: int = 1000,
+    fpr: float = 0.05,
+    seed: int = 0,
+    data_dir: str | None = None,
+    checksums: str | None = None,
+    overwrite: bool = False,
+    device: str = "cpu",
+    command: str = "",
+) -> dict[str, Any]:
+    """Feature squeezing on a saved model; write `detect_results.json` and `roc.png` into `out`.
+
+    The threshold is calibrated on the last `calibration` training images (never the evaluated
+    ones) to flag a fraction `fpr` of them. The evaluated images are every `every`-th test image, the
+    first `n` of those, attacked at Linf `eps` by `attack` and then by the adaptive attack.
+    """
+    from advmnist.defenses import evaluate_detector
+    from advmnist.reporting.roc import plot_roc
+
+    budgets = parse_eps_list(eps, max_eps=1.0)
+    if len(budgets) != 1:
+        raise ValueError(f"detect takes one eps, got {eps!r}")
+    attacks = parse_attacks(attack)
+    unfit = [a.name for a in attacks if "linf" not in a.norms]
+    if unfit:
+        raise ValueError(f"detect runs Linf attacks, and {', '.join(unfit)} has no Linf version")
+    if not 0 < fpr < 1:
+        raise ValueError(f"--fpr must be in (0, 1), got {fpr}")
+    if every < 1 or calibration < 1:
+        raise ValueError(f"--every and --calibration must be >= 1, got {every}, {calibration}")
+    model, card = load_model(model_path)
+    model.to(device)
+    spec = _spec(checksums)
+    train, test = load_mnist("train", data_dir, spec=spec), load_mnist("test", data_dir, spec=spec)
+    if calibration >= len(train):
+        raise ValueError(f"--calibration must be below {len(train)} (the training images), got {calibration}")
+    index = torch.arange(0, len(test), every)
+    if n is not None:
+        if not 1 <= n <= len(index):
+            raise ValueError(f"--n must be in [1, {len(index)}] (test images taken every {every}), got {n}")
+        index = index[:n]
+    out = Path(out)
+    config = {
+        "task": "detect",
+        "model": str(model_path),
+        "model_sha256": card["sha256"],
+        "attacks": {a.name: dataclasses.asdict(a) for a in attacks},
+        "eps": budgets[0][0],
+        "n": len(index),
+        "every": every,
+        "calibration": calibration,
+        "fpr": fpr,
+        "seed": seed,
+        "data_sha256": {**train.sha256, **test.sha256},
+    }
+    prepare_run_dir(out, config, overwrite=overwrite, resume=False)
+    write_json(out / "config.json", config)
+    start = time.perf_counter()
+    results = evaluate_detector(
+        model,
+        test.x[index].to(device),
+        test.y[index].to(device),
+        budgets[0][1],
+        attacks,
+        fpr=fpr,
+        seed=seed,
+        calibration=(train.x[-calibration:].to(device), train.y[-calibration:].to(device)),
+    )
+    summary = {
+        "schema_version": 1,
+        "model": str(model_path),
+        "arch": card["arch"],
+        "eps_label": budgets[0][0],
+        "every": every,
+        "calibration_images": f"the last {calibration} training images",
+        **results,
+        "plot": "roc.png",
+    }
+    write_json(out / "detect_results.json", summary)
+    plot_roc(summary, out / "roc.png")
+    manifest = make_manifest(seed, device, config["data_sha256"], command)
+    manifest.update(finished=now(), total_seconds=time.perf_counter() - start, peak_rss_mb=peak_rss_mb())
+    write_json(out / "manifest.json", manifest)
+    return summary

@@ -9,7 +9,7 @@ from advmnist.attacks.fab import FAB, FABT
 from advmnist.attacks.gradient import BIM, FGSM, MIFGSM, PGD, GradientAttack
 from advmnist.attacks.losses import LOSSES
 from advmnist.attacks.norms import NORMS, Threat
-from advmnist.attacks.registry import ATTACKS, attack_defaults, create_attack, list_attacks
+from advmnist.attacks.registry import ATTACKS, attack_defaults, create_attack, list_attacks, parse_attacks
 from advmnist.attacks.square import Square
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "Threat",
     "attack_defaults",
     "create_attack",
+    "parse_attacks",
     "eval_mode",
     "list_attacks",
 ]

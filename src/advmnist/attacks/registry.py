@@ -34,6 +34,53 @@ def create_attack(name: str, **kwargs: Any) -> Attack:
         raise ValueError(f"bad settings for attack {name!r}: {exc}") from None
 
 
+def parse_attacks(text: str, **common: Any) -> list[Attack]:
+    """Attacks from a comma list with optional settings in brackets, e.g.
+    `"fgsm,pgd[steps=50,restarts=10],cascade[attacks=apgd-ce+apgd-t]"`. Values are read as int,
+    float or true/false, `a+b` as a tuple, else kept as strings; `common` settings (e.g.
+    `bf16=True`) go to every attack."""
+    specs, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if depth < 0 or depth > 1:
+            raise ValueError(f"unbalanced brackets in attack list {text!r}")
+        if char == "," and depth == 0:
+            specs.append(current)
+            current = ""
+        else:
+            current += char
+    if depth:
+        raise ValueError(f"unbalanced brackets in attack list {text!r}")
+    specs.append(current)
+    attacks = []
+    for spec in (s.strip() for s in specs):
+        name, _, rest = spec.partition("[")
+        settings: dict[str, Any] = dict(common)
+        if rest:
+            if not rest.endswith("]"):
+                raise ValueError(f"bad attack setting {spec!r}: write name[key=value,...]")
+            for item in filter(None, (i.strip() for i in rest[:-1].split(","))):
+                key, eq, value = item.partition("=")
+                if not eq or not key.strip():
+                    raise ValueError(f"bad attack setting {item!r} in {spec!r}: write key=value")
+                settings[key.strip()] = _value(value.strip())
+        attacks.append(create_attack(name.strip(), **settings))
+    return attacks
+
+
+def _value(text: str) -> Any:
+    if "+" in text:
+        return tuple(_value(part) for part in text.split("+"))
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def attack_defaults(name: str) -> dict[str, Any]:
     """The hyperparameters of an attack and their default values."""
     attack = create_attack(name)

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from advmnist.attacks import Attack, AttackResult, Threat, create_attack
+from advmnist.attacks import Attack, AttackResult, Threat, parse_attacks
 from advmnist.errors import RunDirError
 from advmnist.evaluation.checks import SAMPLE, cross_attack_checks, monotone_check, pre_checks, unbounded_check
 from advmnist.evaluation.epsilons import eps_label
@@ -107,8 +107,9 @@ def evaluate(
 ) -> Evaluation:
     """Attack every point with every attack at every eps; accuracies with 95% Clopper-Pearson CIs.
 
-    `attack`: a registry name, a comma list of names ("fgsm,pgd,autoattack"), an `Attack`, or a
-    list of those; each is evaluated on its own. `indices` name the rows of `x` in the dataset
+    `attack`: a registry name, a comma list of names with optional settings
+    ("fgsm,pgd[steps=50,restarts=10],autoattack"), an `Attack`, or a list of those; each is
+    evaluated on its own. `indices` name the rows of `x` in the dataset
     (default 0..n-1). `out`, when given, is the per-sample JSONL file; its batch log sits beside it
     (`<name>.batches.jsonl`). With `resume`, rows already there are kept and the rest computed.
     With `checks`, the sanity checks of `advmnist.evaluation.checks` land in `Evaluation.checks`.
@@ -152,14 +153,13 @@ def evaluate(
 
 
 def _attacks(attack: str | Attack | Sequence[str | Attack], bf16: bool = False) -> list[Attack]:
-    items: list[str | Attack]
+    built: list[Attack]
     if isinstance(attack, str):
-        items = [name.strip() for name in attack.split(",")]
+        built = parse_attacks(attack, bf16=bf16)
     elif isinstance(attack, Attack):
-        items = [attack]
+        built = [attack]
     else:
-        items = list(attack)
-    built = [create_attack(a, bf16=bf16) if isinstance(a, str) else a for a in items]
+        built = [b for a in attack for b in (parse_attacks(a, bf16=bf16) if isinstance(a, str) else [a])]
     names = [a.name for a in built]
     if not built or len(set(names)) != len(names):
         raise ValueError(f"need a list of distinct attacks, got {names}")

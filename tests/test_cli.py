@@ -13,7 +13,7 @@ from advmnist.models import create_model, save_model
 from conftest import NAMES, run_cli, synthetic_config
 from fake_run import eval_results
 
-COMMANDS = ["data", "train", "eval", "report", "plot", "run", "import-pth", "bench", "models", "attacks"]
+COMMANDS = ["data", "train", "eval", "detect", "report", "plot", "run", "import-pth", "bench", "models", "attacks"]
 
 
 def assert_one_line_error(proc, pattern: str) -> None:  # noqa: ANN001

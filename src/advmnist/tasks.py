@@ -201,6 +201,7 @@ def detect_checkpoint(
     first `n` of those, attacked at Linf `eps` by `attack` and then by the adaptive attack.
     """
     from advmnist.defenses import evaluate_detector
+    from advmnist.errors import RunDirError
     from advmnist.reporting.roc import plot_roc
 
     budgets = parse_eps_list(eps, max_eps=1.0)
@@ -239,6 +240,8 @@ def detect_checkpoint(
         "seed": seed,
         "data_sha256": {**train.sha256, **test.sha256},
     }
+    if not overwrite and out.is_dir() and any(out.iterdir()):  # no --resume here, so say only what works
+        raise RunDirError(f"{out}: is not empty; use --overwrite, or choose another --out")
     prepare_run_dir(out, config, overwrite=overwrite, resume=False)
     write_json(out / "config.json", config)
     start = time.perf_counter()

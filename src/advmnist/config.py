@@ -119,8 +119,8 @@ def config_from_dict(raw: dict[str, Any], where: str = "config") -> StudyConfig:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def load_config(path: str | Path | None = None, **overrides: Any) -> StudyConfig:
-    """Read a TOML file (or the defaults when `path` is None) and apply `overrides`."""
+def _read_toml(path: str | Path | None, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The TOML file's table (empty when `path` is None) with the `overrides` that are not None."""
     raw: dict[str, Any] = {}
     if path is not None:
         try:
@@ -130,6 +130,12 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> StudyConfig
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     raw.update({k: v for k, v in overrides.items() if v is not None})
+    return raw
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> StudyConfig:
+    """Read a TOML file (or the defaults when `path` is None) and apply `overrides`."""
+    raw = _read_toml(path, overrides)
     return config_from_dict(raw, str(path or "config"))
 
 
@@ -139,16 +145,8 @@ def train_config(path: str | Path | None = None, **overrides: Any) -> tuple[Trai
     `train_eps` may be a fraction string ("8/255"); `epochs` defaults to 5 for `standard` and 8 for
     the other recipes. Unknown keys and bad values are ConfigErrors.
     """
-    raw: dict[str, Any] = {}
+    raw = _read_toml(path, overrides)
     where = str(path or "train config")
-    if path is not None:
-        try:
-            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    raw.update({k: v for k, v in overrides.items() if v is not None})
     fields = {f.name for f in dataclasses.fields(TrainConfig)} | {"arch"}
     unknown = sorted(set(raw) - fields)
     if unknown:

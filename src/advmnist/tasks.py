@@ -25,6 +25,16 @@ def _spec(checksums: str | None) -> DatasetSpec:
     return DatasetSpec.from_checksums(checksums) if checksums else MNIST
 
 
+def test_points(size: int, every: int, n: int | None) -> torch.Tensor:
+    """Indices of every `every`-th of `size` test images, the first `n` of those."""
+    index = torch.arange(0, size, every)
+    if n is not None:
+        if not 1 <= n <= len(index):
+            raise ValueError(f"--n must be in [1, {len(index)}] (test images taken every {every}), got {n}")
+        index = index[:n]
+    return index
+
+
 def train_model(
     cfg: TrainConfig,
     out: str | Path,
@@ -122,11 +132,7 @@ def evaluate_checkpoint(
     model, card = load_model(model_path) if model_path is not None else load_user_model(str(factory), str(weights))
     model.to(device)
     test = load_mnist("test", data_dir, spec=_spec(checksums))
-    index = torch.arange(0, len(test), every)
-    if n is not None:
-        if not 1 <= n <= len(index):
-            raise ValueError(f"--n must be in [1, {len(index)}] (test images taken every {every}), got {n}")
-        index = index[:n]
+    index = test_points(len(test), every, n)
     out = Path(out)
     config = {
         "task": "eval",
@@ -221,11 +227,7 @@ def detect_checkpoint(
     train, test = load_mnist("train", data_dir, spec=spec), load_mnist("test", data_dir, spec=spec)
     if calibration >= len(train):
         raise ValueError(f"--calibration must be below {len(train)} (the training images), got {calibration}")
-    index = torch.arange(0, len(test), every)
-    if n is not None:
-        if not 1 <= n <= len(index):
-            raise ValueError(f"--n must be in [1, {len(index)}] (test images taken every {every}), got {n}")
-        index = index[:n]
+    index = test_points(len(test), every, n)
     out = Path(out)
     config = {
         "task": "detect",

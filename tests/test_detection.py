@@ -169,6 +169,11 @@ def test_cli_writes_results_and_plot(tmp_path: Path, synthetic) -> None:  # noqa
     results = json.loads((out / "detect_results.json").read_text())
     assert results["n"] == 20 and results["calibration"]["n"] == 100 and "verdict" in results
     assert (out / "roc.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (out / "report.md").read_text()
+    adaptive = results["attacks"][2]["accuracy_with_detector"]
+    assert "Only the adaptive number counts" in report and f"{100 * adaptive['value']:.2f}%" in report
+    (out / "report.md").unlink()  # `advmnist report` rebuilds it from the JSON
+    assert run_cli("report", str(out), "-q").returncode == 0 and (out / "report.md").read_text() == report
     assert_one_line_error(run_cli(*args, "--out", str(out)), "is not empty; use --overwrite")
 
 

@@ -36,8 +36,21 @@ def test_normalization_is_the_first_layer_and_outputs_are_logits() -> None:
     assert not torch.allclose(out.softmax(1).sum(1), out.sum(1))  # not already probabilities
 
 
+@pytest.mark.parametrize(("arch", "params"), [("small-cnn", 312_202), ("seed-cnn-wide", 6_640_394)])
+def test_the_other_sizes_of_the_architecture_analysis(arch: str, params: int, tmp_path: Path) -> None:
+    model = create_model(arch).eval()
+    assert count_parameters(model) == params and isinstance(next(model.children()), Normalize)
+    x = torch.rand(3, 1, 28, 28)
+    # channels_last (training and attacks use it) computes the same logits
+    assert torch.allclose(model(x), model.to(memory_format=torch.channels_last)(x), atol=1e-5)
+    save_model(model, tmp_path / arch)
+    loaded, card = load_model(tmp_path / f"{arch}.safetensors")
+    assert card["arch"] == arch and card["params"] == params
+    assert torch.allclose(loaded(x), model(x), atol=1e-6)  # `model` is channels_last by now
+
+
 def test_registry_lists_and_rejects() -> None:
-    assert {"seed-cnn", "linear"} <= set(list_models())
+    assert {"seed-cnn", "seed-cnn-wide", "small-cnn", "linear"} <= set(list_models())
     with pytest.raises(ValueError, match="unknown model 'resnet'"):
         create_model("resnet")
 

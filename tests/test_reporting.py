@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import ast
+import base64
+import html
 import json
+import re
 import struct
 import subprocess
 import sys
@@ -124,6 +127,22 @@ def test_report_md_links_every_plot_and_txt_names_them(
         assert f"## {section}" in md
         assert section in txt
     assert "advmnist run --config configs/seed.toml" in md and "Reproduce" in txt
+
+
+def test_html_report_is_one_self_contained_page(built_robust: tuple[Path, list[Path]]) -> None:
+    run_dir = built_robust[0]
+    build_report(run_dir, as_html=True)
+    page = (run_dir / "report.html").read_text(encoding="utf-8")
+    images = re.findall(r'<img src="([^"]*)"', page)
+    assert len(images) == len(PLOTS) + 1  # the seed's seven and the strong-attack curves
+    for src in images:
+        kind, data = src.split(",", 1)
+        assert kind == "data:image/png;base64" and base64.b64decode(data)[:4] == b"\x89PNG"
+    assert not re.search(r"(src|href)=\"(?!data:)", page) and "<script" not in page
+    md = (run_dir / "report.md").read_text(encoding="utf-8")
+    for heading in re.findall(r"^## (.+)$", md, flags=re.M):  # every section of the markdown report
+        assert f"<h2>{html.escape(heading)}</h2>" in page
+    assert "<summary>manifest.json</summary>" in page and "<summary>config.json</summary>" in page
 
 
 def test_tables_show_intervals_for_every_eps(built: tuple[Path, list[Path]]) -> None:

@@ -130,6 +130,10 @@ def test_watchdog_unit() -> None:
     assert not dog.collapsed(0.0)  # nothing to compare with yet
     assert dog.update(1, 0.5) and not dog.update(2, 0.4)
     assert not dog.collapsed(0.31) and dog.collapsed(0.29)
+    # equal PGD accuracy (a standard model: 0 every epoch): the better clean epoch wins
+    ties = Watchdog(drop=0.2)
+    assert ties.update(1, 0.0, 0.97) and ties.update(2, 0.0, 0.99) and not ties.update(3, 0.0, 0.98)
+    assert ties.best_epoch == 2
 
 
 def test_collapse_rolls_back_to_the_last_good_epoch_and_stops(data, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001

@@ -33,7 +33,7 @@ _EXPORTS = {
     "advmnist.models": ["create_model", "import_pth", "list_models", "load_model", "save_model"],
     "advmnist.reporting": ["build_report", "plot_robustness"],
     "advmnist.study": ["run_study"],
-    "advmnist.tasks": ["evaluate_checkpoint", "train_model"],
+    "advmnist.tasks": ["compare_models", "evaluate_checkpoint", "train_model"],
     "advmnist.training": ["TrainConfig", "fit"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
@@ -58,6 +58,7 @@ __all__ = [
     "TrainConfig",
     "accuracy",
     "build_report",
+    "compare_models",
     "create_attack",
     "create_model",
     "evaluate",
@@ -107,6 +108,6 @@ if TYPE_CHECKING:
     from advmnist.models import create_model, import_pth, list_models, load_model, save_model
     from advmnist.reporting import build_report, plot_robustness
     from advmnist.study import run_study
-    from advmnist.tasks import evaluate_checkpoint, train_model
+    from advmnist.tasks import compare_models, evaluate_checkpoint, train_model
     from advmnist.training import TrainConfig, fit
     from advmnist.training import fit as train

@@ -113,8 +113,24 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(p)
     p.set_defaults(func=cmd_detect)
 
+    p = sub.add_parser("compare", parents=[common], help="evaluate several models alike: tables, plot, report")
+    p.add_argument("--model", action="append", required=True, metavar="NAME=PATH", help="a checkpoint (repeat)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--title", default="Comparison", help="report title")
+    p.add_argument("--eps", default="0.1,0.2,0.3", help="Linf budgets, comma list (default 0.1,0.2,0.3)")
+    p.add_argument("--attack", default="fgsm,pgd[steps=50]", help="attacks on the larger subset")
+    p.add_argument("--every", type=int, default=10, help="their test images: every K-th (default 10: 1,000)")
+    p.add_argument("--strong-attack", default="autoattack", help="attack on the smaller subset ('' to skip)")
+    p.add_argument("--strong-every", type=int, default=50, help="its test images: every K-th (default 50: 200)")
+    p.add_argument("--fp32", action="store_true", help="search in fp32 too (default: bf16 search, fp32 verdicts)")
+    p.add_argument("--resume", action="store_true", help="continue a killed comparison in --out")
+    p.add_argument("--overwrite", action="store_true")
+    _data_args(p)
+    p.set_defaults(func=cmd_compare)
+
     p = sub.add_parser("report", parents=[common], help="rebuild tables, plots and report from a run folder")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a seed-study run folder, or a folder of `advmnist compare` or `advmnist detect`")
+    p.add_argument("--html", action="store_true", help="also report.html: one self-contained page, plots embedded")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("plot", parents=[common], help="robust accuracy vs eps (95%% bands) from eval result files")
@@ -317,10 +333,46 @@ def _accuracy_line(label: str, acc: dict[str, Any]) -> str:
     return f"{label:<28} {acc['value']:7.2%}  [{acc['ci_low']:.2%}, {acc['ci_high']:.2%}]  (n={acc['n']})"
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from advmnist.tasks import compare_models
+
+    pairs = [spec.split("=", 1) for spec in args.model]
+    if any(len(p) != 2 for p in pairs):
+        raise ValueError(f"--model takes NAME=PATH, got {' '.join(args.model)}")
+    files = compare_models(
+        [(name, path) for name, path in pairs],
+        args.out,
+        title=args.title,
+        eps=args.eps,
+        attack=args.attack,
+        every=args.every,
+        strong_attack=args.strong_attack,
+        strong_every=args.strong_every,
+        bf16=not args.fp32,
+        data_dir=args.data_dir,
+        checksums=args.checksums,
+        overwrite=args.overwrite,
+        resume=args.resume,
+        device=_device(args),
+        progress=_progress(args),
+        command=_command(),
+    )
+    print((Path(args.out) / "report.txt").read_text())
+    print(f"report: {Path(args.out) / 'report.md'} ({len(files)} files written)")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from advmnist.reporting import build_report, headline_table, load_run
+    from advmnist.reporting.comparison import COMPARISON, build_comparison_report
+    from advmnist.reporting.detection import DETECTION, build_detection_report
 
-    files = build_report(args.run_dir)
+    for marker, build in ((COMPARISON, build_comparison_report), (DETECTION, build_detection_report)):
+        if (Path(args.run_dir) / marker).is_file():  # a folder of `advmnist compare` or `advmnist detect`
+            files = build(args.run_dir, as_html=args.html)
+            print(f"report: {Path(args.run_dir) / 'report.md'} ({len(files)} files written)")
+            return 0
+    files = build_report(args.run_dir, as_html=args.html)
     print(headline_table(load_run(args.run_dir)))
     print(f"report: {Path(args.run_dir) / 'report.md'} ({len(files)} files written)")
     return 0

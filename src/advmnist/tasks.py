@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -13,12 +14,14 @@ from advmnist.attacks import parse_attacks
 from advmnist.data import MNIST, DatasetSpec, load_mnist
 from advmnist.errors import ConfigError
 from advmnist.evaluation import Evaluation, accuracy, evaluate, parse_eps_list
-from advmnist.io import write_json
+from advmnist.io import read_json, write_json
 from advmnist.manifest import make_manifest, now, peak_rss_mb
 from advmnist.models import count_parameters, create_model, load_model, save_model
 from advmnist.models.factory import load_user_model
 from advmnist.rundir import prepare_run_dir
 from advmnist.training import TrainConfig, TrainResult, evaluate_clean, fit
+
+log = logging.getLogger(__name__)
 
 
 def _spec(checksums: str | None) -> DatasetSpec:
@@ -208,6 +211,7 @@ def detect_checkpoint(
     """
     from advmnist.defenses import evaluate_detector
     from advmnist.errors import RunDirError
+    from advmnist.reporting.detection import build_detection_report
     from advmnist.reporting.roc import plot_roc
 
     budgets = parse_eps_list(eps, max_eps=1.0)
@@ -269,7 +273,139 @@ def detect_checkpoint(
     }
     write_json(out / "detect_results.json", summary)
     plot_roc(summary, out / "roc.png")
+    build_detection_report(out)
     manifest = make_manifest(seed, device, config["data_sha256"], command)
     manifest.update(finished=now(), total_seconds=time.perf_counter() - start, peak_rss_mb=peak_rss_mb())
     write_json(out / "manifest.json", manifest)
     return summary
+
+
+def _training_facts(path: Path, card: dict[str, Any]) -> dict[str, Any]:
+    """Recipe, eps, epochs and training seconds from the card, else from the run's training_results.json."""
+    recipe = card.get("recipe") or {}
+    seconds = (card.get("training") or {}).get("seconds")
+    results = path.parent / "training_results.json"
+    if seconds is None and results.is_file():
+        seconds = read_json(results).get("training_seconds")
+    return {
+        "recipe": recipe.get("recipe", "unknown"),
+        "train_eps": recipe.get("train_eps") if recipe.get("recipe") != "standard" else None,
+        "epochs": recipe.get("epochs"),
+        "train_seconds": seconds,
+    }
+
+
+@torch.no_grad()
+def inference_us_per_image(model: torch.nn.Module, x: torch.Tensor, *, repeats: int = 5) -> float:
+    """Microseconds per image of an fp32 forward in batches of 256, the best of `repeats` passes."""
+    model.eval()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for batch in x.split(256):
+            model(batch)
+        best = min(best, time.perf_counter() - start)
+    return 1e6 * best / len(x)
+
+
+def compare_models(
+    models: list[tuple[str, str]],
+    out: str | Path,
+    *,
+    title: str = "Comparison",
+    eps: str = "0.1,0.2,0.3",
+    attack: str = "fgsm,pgd[steps=50]",
+    every: int = 10,
+    strong_attack: str = "autoattack",
+    strong_every: int = 50,
+    bf16: bool = True,
+    seed: int = 0,
+    data_dir: str | None = None,
+    checksums: str | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    device: str = "cpu",
+    progress: bool = False,
+    command: str = "",
+) -> list[Path]:
+    """Evaluate `(name, checkpoint)` pairs alike; write comparison.json, report.md/.txt and a plot.
+
+    Each model gets `attack` on every `every`-th test image and `strong_attack` (AutoAttack; "" to
+    skip) on every `strong_every`-th, at each eps, into `out/<name>/`; a killed comparison continues
+    with `resume`. The report is rebuilt from the files by `advmnist report out`.
+    """
+    from advmnist.reporting.comparison import COMPARISON, SCHEMA, build_comparison_report
+
+    names = [name for name, _ in models]
+    if not models or len(set(names)) != len(names):
+        raise ValueError(f"give each model once, with a distinct name: got {', '.join(names) or 'none'}")
+    bad = [n for n in names if not n or not all(c.isalnum() or c in "-_." for c in n) or n.startswith(".")]
+    if bad:
+        raise ValueError(f"model names may hold letters, digits, '-', '_' and '.': {', '.join(bad)}")
+    missing = [p for _, p in models if not Path(p).is_file()]
+    if missing:
+        raise ConfigError(f"model(s) not found: {', '.join(missing)}")
+    parse_eps_list(eps, max_eps=1.0)
+    parse_attacks(attack)
+    if strong_attack:
+        parse_attacks(strong_attack)
+    cards = {name: load_model(path)[1] for name, path in models}  # every checkpoint checked before any work
+    out = Path(out)
+    config = {
+        "task": "compare",
+        "models": {name: {"path": path, "sha256": cards[name]["sha256"]} for name, path in models},
+        "eps": eps,
+        "attack": attack,
+        "every": every,
+        "strong_attack": strong_attack,
+        "strong_every": strong_every,
+        "bf16": bf16,
+        "seed": seed,
+    }
+    resuming = prepare_run_dir(out, config, overwrite=overwrite, resume=resume)
+    write_json(out / "config.json", config)
+    test = load_mnist("test", data_dir, spec=_spec(checksums))
+    timing_images = test.x[:1024].to(device)
+    rows = []
+    for name, path in models:
+        evaluations = [(f"{name}/attacks", attack, every)]
+        if strong_attack:
+            evaluations.append((f"{name}/strong", strong_attack, strong_every))
+        for folder, which, k in evaluations:
+            log.info("%s: %s on every %d-th test image", name, which, k)
+            evaluate_checkpoint(
+                path,
+                out / folder,
+                attack=which,
+                eps=eps,
+                every=k,
+                bf16=bf16,
+                seed=seed,
+                data_dir=data_dir,
+                checksums=checksums,
+                resume=resuming,
+                overwrite=not resuming,
+                device=device,
+                progress=progress,
+                command=command,
+            )
+        model, card = load_model(path)
+        rows.append(
+            {
+                "name": name,
+                "model": path,
+                "sha256": card["sha256"],
+                "arch": card["arch"],
+                "params": card["params"],
+                **_training_facts(Path(path), card),
+                "inference_us_per_image": inference_us_per_image(model.to(device), timing_images),
+                "evaluations": [f"{folder}/eval_results.json" for folder, _, _ in evaluations],
+            }
+        )
+    labels = [b[0] for b in parse_eps_list(eps)]
+    comparison = {"schema_version": SCHEMA, "title": title, "eps": labels, "models": rows, "command": command}
+    write_json(out / COMPARISON, comparison)
+    manifest = make_manifest(seed, device, test.sha256, command)
+    manifest.update(finished=now(), peak_rss_mb=peak_rss_mb())
+    write_json(out / "manifest.json", manifest)
+    return build_comparison_report(out)

@@ -30,23 +30,24 @@ class SeedCNN(nn.Module):
     """Conv5x5(32)-pool-Conv5x5(64)-pool-FC1024-dropout-FC10: 3,274,634 parameters.
 
     Layer names follow the seed notebook (`conv1`, `conv2`, `fc1`, `fc2`) so its `.pth` imports.
+    `width` multiplies the convolutions' channels (2: the wide variant, 6,640,394 parameters).
     """
 
-    def __init__(self, dropout: float = 0.5, mean: float = MNIST_MEAN, std: float = MNIST_STD) -> None:
+    def __init__(self, dropout: float = 0.5, mean: float = MNIST_MEAN, std: float = MNIST_STD, width: int = 1) -> None:
         super().__init__()
         self.normalize = Normalize(mean, std)
-        self.conv1 = nn.Conv2d(1, 32, kernel_size=5, padding=2)
-        self.conv2 = nn.Conv2d(32, 64, kernel_size=5, padding=2)
+        self.conv1 = nn.Conv2d(1, 32 * width, kernel_size=5, padding=2)
+        self.conv2 = nn.Conv2d(32 * width, 64 * width, kernel_size=5, padding=2)
         self.pool = nn.MaxPool2d(2)
-        self.fc1 = nn.Linear(64 * 7 * 7, 1024)
+        self.fc1 = nn.Linear(64 * width * 7 * 7, 1024)
         self.dropout = nn.Dropout(dropout)
         self.fc2 = nn.Linear(1024, 10)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.normalize(x)  # (B, 1, 28, 28), pixel space in, normalized out
         # relu after the pool: max and relu commute, and relu then touches 4x fewer values
-        x = torch.relu(self.pool(self.conv1(x)))  # (B, 32, 14, 14)
-        x = torch.relu(self.pool(self.conv2(x)))  # (B, 64, 7, 7)
+        x = torch.relu(self.pool(self.conv1(x)))  # (B, 32 width, 14, 14)
+        x = torch.relu(self.pool(self.conv2(x)))  # (B, 64 width, 7, 7)
         x = torch.relu(self.fc1(x.flatten(1)))  # (B, 1024); flatten is in logical NCHW order
         return self.fc2(self.dropout(x))  # (B, 10) logits
 
@@ -54,3 +55,8 @@ class SeedCNN(nn.Module):
 @register_model("seed-cnn")
 def seed_cnn(dropout: float = 0.5) -> SeedCNN:
     return SeedCNN(dropout=dropout)
+
+
+@register_model("seed-cnn-wide")
+def seed_cnn_wide(dropout: float = 0.5) -> SeedCNN:
+    return SeedCNN(dropout=dropout, width=2)

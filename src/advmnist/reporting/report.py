@@ -6,40 +6,29 @@ the same thing. Every claim about robustness is conditioned on the numbers in th
 
 from __future__ import annotations
 
-import textwrap
-from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Any
 
 from advmnist.io import atomic_write_text
+from advmnist.reporting.blocks import Block, write_reports
 from advmnist.reporting.curves import ROBUST_CAPTION, ROBUST_PLOT, plot_run_robust
 from advmnist.reporting.load import RunFiles, load_run, load_samples
 from advmnist.reporting.plots import PLOT_CAPTIONS, required_sample_keys, write_plots
 from advmnist.reporting.strong import strong_heading, strong_paragraphs
 from advmnist.reporting.tables import (
     SEED_PUBLISHED,
-    Table,
     all_tables,
     fmt_acc,
     fmt_eps,
     fmt_number,
     fmt_pp,
     pct,
-    render_markdown,
-    render_text,
     robust_tables,
     tables_text,
 )
 
 MNIST_EPS = "0.3"  # the standard MNIST Linf budget (Madry et al. 2018)
 LARGE_EPS = ("0.1", "0.2", "0.3")
-
-
-@dataclass(frozen=True)
-class Block:
-    kind: str  # "h1", "h2", "p", "bullets", "table", "plot", "code"
-    content: Any
 
 
 def _train_eps(run: RunFiles) -> str:
@@ -272,47 +261,8 @@ def _blocks(run: RunFiles) -> list[Block]:
     return blocks
 
 
-def render_markdown_report(blocks: list[Block]) -> str:
-    out = []
-    for b in blocks:
-        if b.kind in ("h1", "h2"):
-            out.append(("# " if b.kind == "h1" else "## ") + b.content)
-        elif b.kind == "p":
-            out.append(b.content)
-        elif b.kind == "bullets":
-            out.append("\n".join(f"- {item}" for item in b.content))
-        elif b.kind == "table":
-            out.append(render_markdown(b.content).rstrip())
-        elif b.kind == "plot":
-            name, caption = b.content
-            out.append(f"![{caption}](plots/{name})\n\n*plots/{name}: {caption}*")
-        elif b.kind == "code":
-            out.append(f"```\n{b.content}\n```")
-    return "\n\n".join(out) + "\n"
-
-
-def render_text_report(blocks: list[Block]) -> str:
-    out = []
-    for b in blocks:
-        if b.kind in ("h1", "h2"):
-            out.append(b.content + "\n" + ("=" if b.kind == "h1" else "-") * len(b.content))
-        elif b.kind == "p":
-            out.append(textwrap.fill(b.content, width=100))
-        elif b.kind == "bullets":
-            out.append("\n".join(f"- {item}" for item in b.content))
-        elif b.kind == "table":
-            table: Table = b.content
-            out.append(render_text(table).rstrip())
-        elif b.kind == "plot":
-            name, caption = b.content
-            out.append(textwrap.fill(f"plots/{name}: {caption}", width=100, subsequent_indent="  "))
-        elif b.kind == "code":
-            out.append(textwrap.indent(b.content, "    "))
-    return "\n\n".join(out) + "\n"
-
-
-def build_report(run_dir: str | Path) -> list[Path]:
-    """Write results_tables.txt, plots/*.png, report.md and report.txt into `run_dir`.
+def build_report(run_dir: str | Path, *, as_html: bool = False) -> list[Path]:
+    """Write results_tables.txt, plots/*.png, report.md and report.txt (and report.html) into `run_dir`.
 
     Reads only the run's files (no torch, no data). Everything is loaded and validated before the
     first file is written, so a bad run folder raises `RunDirError` and leaves its outputs alone.
@@ -327,6 +277,5 @@ def build_report(run_dir: str | Path) -> list[Path]:
     written += write_plots(run, samples, run_dir / "plots")
     if run.robust:
         written.append(plot_run_robust(run, run_dir / "plots" / ROBUST_PLOT))
-    written.append(atomic_write_text(run_dir / "report.md", render_markdown_report(blocks)))
-    written.append(atomic_write_text(run_dir / "report.txt", render_text_report(blocks)))
+    written += write_reports(blocks, run_dir, as_html=as_html)
     return written

@@ -103,7 +103,7 @@ def fit(
     states are restored too, so the result equals that of an uninterrupted run. With a validation
     split (`cfg.val_size`), each epoch also reports clean and PGD-10 accuracy on held-out training
     images; the watchdog rolls back to the last good epoch and stops on a collapse, and
-    `select="best"` keeps the epoch with the best validation PGD accuracy.
+    `select="best"` keeps the epoch with the best validation PGD accuracy (ties: best clean).
     """
     device = torch.device(device)
     model.to(device)
@@ -123,6 +123,7 @@ def fit(
             result.history, result.seconds = meta["history"], meta["seconds"]
             result.resumed_from_epoch, result.collapse = meta["epoch"], meta.get("collapse")
             watchdog.best, watchdog.best_epoch = meta.get("watchdog_best", -1.0), meta.get("best_epoch", 0)
+            watchdog.best_clean = meta.get("watchdog_best_clean", -1.0)
             log.info("resumed after epoch %d from %s", meta["epoch"], folder)
     good = _snapshot(model, optimizer)  # the last epoch the watchdog passed
     best = load_best(folder) if folder is not None and result.resumed_from_epoch and cfg.select == "best" else None
@@ -159,7 +160,7 @@ def fit(
                     epoch - 1,
                 )
             else:
-                if watchdog.update(epoch, row["val_pgd"]) and cfg.select == "best":
+                if watchdog.update(epoch, row["val_pgd"], row["val_clean"]) and cfg.select == "best":
                     best = copy.deepcopy(model.state_dict())
                     if folder is not None:
                         save_best(folder, best)
@@ -178,6 +179,7 @@ def fit(
                 "fingerprint": fingerprint,
                 "collapse": result.collapse,
                 "watchdog_best": watchdog.best,
+                "watchdog_best_clean": watchdog.best_clean,
                 "best_epoch": watchdog.best_epoch,
             }
             save_training_state(folder, model, optimizer, generator, info)

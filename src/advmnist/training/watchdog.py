@@ -44,18 +44,23 @@ def validate(model: nn.Module, x: Tensor, y: Tensor, eps: float, *, bf16: bool, 
 
 @dataclass
 class Watchdog:
-    """Tracks the best validation PGD accuracy and calls a collapse when it falls `drop` below it."""
+    """Tracks the best validation PGD accuracy and calls a collapse when it falls `drop` below it.
+
+    The best epoch is the one with the highest PGD accuracy, ties broken by clean accuracy (a model
+    no attack leaves anything to, like a standard one, then keeps its best clean epoch).
+    """
 
     drop: float
     best: float = -1.0
+    best_clean: float = -1.0
     best_epoch: int = 0
 
     def collapsed(self, val_pgd: float) -> bool:
         return self.best >= 0 and val_pgd < self.best - self.drop
 
-    def update(self, epoch: int, val_pgd: float) -> bool:
+    def update(self, epoch: int, val_pgd: float, val_clean: float = 0.0) -> bool:
         """Record a good epoch; True when it is the best so far."""
-        if val_pgd > self.best:
-            self.best, self.best_epoch = val_pgd, epoch
+        if (val_pgd, val_clean) > (self.best, self.best_clean):
+            self.best, self.best_clean, self.best_epoch = val_pgd, val_clean, epoch
             return True
         return False

@@ -128,6 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     _data_args(p)
     p.set_defaults(func=cmd_compare)
 
+    p = sub.add_parser("demo", parents=[common], help="the browser demo: draw or upload a digit and attack it")
+    p.add_argument("--model", action="append", default=[], help="a checkpoint (repeat; default: the shipped one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, help="port (default: the first free one from 7860)")
+    _data_args(p)
+    p.set_defaults(func=cmd_demo)
+
     p = sub.add_parser("report", parents=[common], help="rebuild tables, plots and report from a run folder")
     p.add_argument("run_dir", help="a seed-study run folder, or a folder of `advmnist compare` or `advmnist detect`")
     p.add_argument("--html", action="store_true", help="also report.html: one self-contained page, plots embedded")
@@ -359,6 +366,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
     )
     print((Path(args.out) / "report.txt").read_text())
     print(f"report: {Path(args.out) / 'report.md'} ({len(files)} files written)")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from advmnist.errors import ConfigError
+
+    try:
+        from advmnist.demo.app import launch
+    except ImportError as exc:
+        raise ConfigError(f"the demo needs the [demo] extra: pip install 'advmnist[demo]' ({exc})") from None
+    missing = [p for p in args.model if not Path(p).is_file()]
+    if missing:
+        raise ConfigError(f"model(s) not found: {', '.join(missing)}")
+    if args.port is not None and not 1 <= args.port <= 65535:
+        raise ValueError(f"--port must be in [1, 65535], got {args.port}")
+    launch(args.model, host=args.host, port=args.port, data_dir=args.data_dir)
     return 0
 
 

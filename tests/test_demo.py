@@ -1,0 +1,139 @@
+"""The demo without a browser: MNIST-style preprocessing, upload limits, the attack engine."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from advmnist.demo.engine import ATTACKS, attack_image, check_request, draw, summary_markdown
+from advmnist.demo.preprocess import MAX_UPLOAD_BYTES, ImageError, decode_upload, to_gray, to_mnist
+from advmnist.models import create_model
+
+
+def _png(array: np.ndarray, mode: str | None = None) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array, mode).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _stroke_on_paper(height: int = 300, width: int = 200) -> np.ndarray:
+    """A dark vertical bar (a '1') off-centre on white paper, RGB uint8."""
+    paper = np.full((height, width, 3), 255, np.uint8)
+    paper[40:200, 30:50] = 20
+    return paper
+
+
+def test_to_mnist_inverts_crops_scales_and_centres_by_mass() -> None:
+    out = to_mnist(to_gray(_stroke_on_paper()))
+    assert out.shape == (28, 28) and out.dtype == np.float32
+    assert out.max() == pytest.approx(1.0, abs=0.02) and out[0].max() == 0  # white digit, black background
+    rows, cols = np.nonzero(out > 0.1)
+    assert rows.max() - rows.min() + 1 <= 20 and cols.max() - cols.min() + 1 <= 20  # the 20x20 box
+    assert rows.max() - rows.min() + 1 >= 19  # the long side is scaled to ~20
+    mass = out.sum()
+    cy, cx = np.arange(28) @ out.sum(1) / mass, np.arange(28) @ out.sum(0) / mass
+    assert abs(cy - 14) <= 1 and abs(cx - 14) <= 1
+
+
+def test_a_transparent_sketch_is_white_on_black_and_an_empty_one_is_refused() -> None:
+    canvas = np.zeros((280, 280, 4), np.uint8)  # a sketchpad: transparent, black strokes
+    canvas[100:180, 130:150] = (0, 0, 0, 255)
+    out = to_mnist(to_gray(canvas))
+    assert out.max() > 0.9 and out[0, 0] == 0
+    with pytest.raises(ImageError, match="empty"):
+        to_mnist(to_gray(np.zeros((280, 280, 4), np.uint8)))
+    with pytest.raises(ImageError, match="empty"):
+        to_mnist(to_gray(np.full((50, 50), 255, np.uint8)))
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    """A valid tiny PNG whose header claims width x height (a decompression bomb's trick)."""
+    data = bytearray(_png(np.zeros((1, 1), np.uint8)))
+    ihdr = bytearray(data[12:29])  # b"IHDR" + 13 bytes
+    ihdr[4:12] = struct.pack(">II", width, height)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"", "empty"),
+        (b"%PDF-1.4 not an image", "not an image"),
+        (_png_claiming(100_000, 100_000), "decompression bomb"),  # PIL itself refuses to open it
+        (_png_claiming(4000, 4000), "limit is 4096 per side"),  # 16M pixels: over the pixel budget
+        (b"\x89PNG" + bytes(MAX_UPLOAD_BYTES), "the limit is 5 MB"),
+    ],
+)
+def test_bad_uploads_are_refused_with_one_line(data: bytes, message: str) -> None:
+    with pytest.raises(ImageError, match=message) as info:
+        decode_upload(data)
+    assert "\n" not in str(info.value)
+
+
+def test_a_good_upload_decodes() -> None:
+    gray = decode_upload(_png(_stroke_on_paper()))
+    assert gray.shape == (300, 200) and gray.max() == pytest.approx(1.0) and gray.min() < 0.1
+
+
+def test_requests_are_checked() -> None:
+    assert check_request("PGD", "linf", 0.3, 40) == "pgd"
+    with pytest.raises(ValueError, match="CW-L2 works in L2"):
+        check_request("CW-L2", "linf", 0.3, 40)
+    with pytest.raises(ValueError, match="eps must be in"):
+        check_request("FGSM", "linf", 1.5, 1)
+    with pytest.raises(ValueError, match="unknown attack"):
+        check_request("nope", "linf", 0.3, 1)
+    with pytest.raises(ValueError, match="steps"):
+        check_request("PGD", "l2", 2.0, 0)
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_every_demo_attack_runs_and_reports(attack: str) -> None:
+    torch.manual_seed(0)
+    model = create_model("linear").eval()
+    image = to_mnist(to_gray(_stroke_on_paper()))
+    norm = "l2" if attack == "CW-L2" else "linf"
+    eps = 3.0 if norm == "l2" else 0.3
+    (out,) = attack_image({"lin": model}, image, None, attack, norm, eps, 20)
+    assert out.label == out.pred_before  # unlabelled input: the attack moves away from the clean prediction
+    assert out.success == (out.pred_after != out.label)
+    assert out.x_adv.shape == (28, 28) and 0 <= out.x_adv.min() and out.x_adv.max() <= 1
+    measured = np.abs(out.x_adv - image).max() if norm == "linf" else np.linalg.norm(out.x_adv - image)
+    assert measured <= eps + 1e-4 and out.distance == pytest.approx(measured, abs=1e-4)
+    assert np.isclose(out.probs_after.sum(), 1, atol=1e-5)
+    assert draw(image, [out], attack, norm, eps)[:4] == b"\x89PNG"
+    assert f"| lin | {out.pred_before} " in summary_markdown([out], attack, norm, eps)
+
+
+def test_inputs_and_the_model_shelf() -> None:
+    pytest.importorskip("gradio", reason="the [demo] extra")
+    from advmnist.demo.app import ModelShelf, image_from_inputs
+
+    with pytest.raises(ImageError, match="canvas is empty"):
+        image_from_inputs("draw", {"composite": None}, None, None)
+    with pytest.raises(ImageError, match="no file uploaded"):
+        image_from_inputs("upload", None, None, None)
+    with pytest.raises(ImageError, match="no test image picked"):
+        image_from_inputs("pick", None, None, None)
+    drawn = image_from_inputs("draw", {"composite": _stroke_on_paper()}, None, None)
+    assert drawn.shape == (28, 28) and drawn.max() > 0.9
+    built: list[int] = []
+
+    def build() -> torch.nn.Module:
+        built.append(1)
+        return create_model("linear")
+
+    shelf = ModelShelf(loaded={"a": create_model("linear")}, lazy={"b": build})
+    assert shelf.names() == ["a", "b"]
+    said: list[str] = []
+    assert set(shelf.get(["a", "b"], say=said.append)) == {"a", "b"} and built == [1] and "first use" in said[0]
+    shelf.get(["b"])
+    assert built == [1]  # built once, then kept

@@ -165,3 +165,30 @@ def test_a_bad_upload_shows_a_message_not_a_stack_trace(browser: Any, demo_url: 
     text = _attack(page, "upload")
     assert "Error: this is not an image" in text and "Traceback" not in page.content()
     page.close()
+
+
+def test_the_html_report_renders_with_every_image(browser: Any, tmp_path: Path) -> None:
+    from advmnist.reporting import build_report
+    from fake_run import make_fake_run
+
+    run_dir = make_fake_run(tmp_path / "run", robust=True)
+    build_report(run_dir, as_html=True)
+    page = browser.new_page()
+    blocked: list[str] = []
+
+    def only_local(route: Any) -> None:  # a self-contained page asks for nothing over the network
+        if route.request.url.startswith(("file:", "data:")):
+            route.continue_()
+        else:
+            blocked.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.goto((run_dir / "report.html").as_uri(), timeout=TIMEOUT_MS)
+    images = page.locator("img")
+    assert images.count() == 8  # the seven plots of the seed study and the strong-attack curves
+    loaded = images.evaluate_all("imgs => imgs.map(i => i.complete && i.naturalWidth > 0)")
+    assert all(loaded) and not blocked  # every image decodes, nothing is fetched
+    assert page.locator("h2", has_text="Strong attacks").count() == 1
+    page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    page.close()

@@ -137,3 +137,20 @@ def test_inputs_and_the_model_shelf() -> None:
     assert set(shelf.get(["a", "b"], say=said.append)) == {"a", "b"} and built == [1] and "first use" in said[0]
     shelf.get(["b"])
     assert built == [1]  # built once, then kept
+
+
+@pytest.mark.slow
+def test_the_quick_baseline_trains_once_then_loads(real_mnist: None, tmp_path) -> None:  # noqa: ANN001
+    pytest.importorskip("gradio", reason="the [demo] extra")
+    from advmnist.data import load_mnist
+    from advmnist.demo.app import quick_baseline
+
+    model = quick_baseline(tmp_path)
+    test = load_mnist("test", n=1000)
+    with torch.no_grad():
+        accuracy = (model.eval()(test.x).argmax(1) == test.y).float().mean()
+    assert accuracy > 0.95  # one epoch on 20,000 images
+    saved = (tmp_path / "quick-baseline.safetensors").stat().st_mtime_ns
+    again = quick_baseline(tmp_path)  # from the cache this time: nothing is retrained or rewritten
+    assert (tmp_path / "quick-baseline.safetensors").stat().st_mtime_ns == saved
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True))

@@ -154,3 +154,14 @@ def test_the_quick_baseline_trains_once_then_loads(real_mnist: None, tmp_path) -
     again = quick_baseline(tmp_path)  # from the cache this time: nothing is retrained or rewritten
     assert (tmp_path / "quick-baseline.safetensors").stat().st_mtime_ns == saved
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True))
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--model", "nope.safetensors"], "model(s) not found: nope.safetensors"), (["--port", "99999"], "--port")],
+)
+def test_demo_cli_bad_input_is_one_line_exit_2(flags: list[str], message: str) -> None:
+    from conftest import run_cli
+
+    proc = run_cli("demo", *flags)
+    assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -49,6 +49,16 @@ def test_the_other_sizes_of_the_architecture_analysis(arch: str, params: int, tm
     assert torch.allclose(loaded(x), model(x), atol=1e-6)  # `model` is channels_last by now
 
 
+def test_architecture_settings_in_the_name() -> None:
+    model = create_model("seed-cnn[dropout=0]")
+    assert model.arch == "seed-cnn" and model.arch_kwargs == {"dropout": 0} and model.dropout.p == 0
+    assert count_parameters(model) == 3_274_634  # dropout changes training, not the architecture
+    with pytest.raises(ValueError, match="bad setting for architecture 'seed-cnn'"):
+        create_model("seed-cnn[depth=3]")
+    with pytest.raises(ValueError, match="write name\\[key=value"):
+        create_model("seed-cnn[dropout=0")
+
+
 def test_registry_lists_and_rejects() -> None:
     assert {"seed-cnn", "seed-cnn-wide", "small-cnn", "linear"} <= set(list_models())
     with pytest.raises(ValueError, match="unknown model 'resnet'"):

@@ -335,6 +335,7 @@ def compare_models(
     with `resume`. The report is rebuilt from the files by `advmnist report out`.
     """
     from advmnist.reporting.comparison import COMPARISON, SCHEMA, build_comparison_report
+    from advmnist.reporting.tables import ordinal_every
 
     names = [name for name, _ in models]
     if not models or len(set(names)) != len(names):
@@ -372,7 +373,7 @@ def compare_models(
         if strong_attack:
             evaluations.append((f"{name}/strong", strong_attack, strong_every))
         for folder, which, k in evaluations:
-            log.info("%s: %s on every %d-th test image", name, which, k)
+            log.info("%s: %s on %s", name, which, ordinal_every(k))
             evaluate_checkpoint(
                 path,
                 out / folder,

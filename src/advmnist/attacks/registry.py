@@ -13,6 +13,7 @@ from advmnist.attacks.deepfool import DeepFool
 from advmnist.attacks.fab import FAB, FABT
 from advmnist.attacks.gradient import BIM, FGSM, MIFGSM, PGD
 from advmnist.attacks.square import Square
+from advmnist.specs import parse_spec
 
 ATTACKS: dict[str, type[Attack]] = {
     cls.name: cls
@@ -53,32 +54,10 @@ def parse_attacks(text: str, **common: Any) -> list[Attack]:
         raise ValueError(f"unbalanced brackets in attack list {text!r}")
     specs.append(current)
     attacks = []
-    for spec in (s.strip() for s in specs):
-        name, _, rest = spec.partition("[")
-        settings: dict[str, Any] = dict(common)
-        if rest:
-            if not rest.endswith("]"):
-                raise ValueError(f"bad attack setting {spec!r}: write name[key=value,...]")
-            for item in filter(None, (i.strip() for i in rest[:-1].split(","))):
-                key, eq, value = item.partition("=")
-                if not eq or not key.strip():
-                    raise ValueError(f"bad attack setting {item!r} in {spec!r}: write key=value")
-                settings[key.strip()] = _value(value.strip())
-        attacks.append(create_attack(name.strip(), **settings))
+    for spec in specs:
+        name, settings = parse_spec(spec, "attack setting")
+        attacks.append(create_attack(name, **{**common, **settings}))
     return attacks
-
-
-def _value(text: str) -> Any:
-    if "+" in text:
-        return tuple(_value(part) for part in text.split("+"))
-    if text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 def attack_defaults(name: str) -> dict[str, Any]:

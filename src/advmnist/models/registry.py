@@ -7,6 +7,8 @@ from typing import Any, TypeVar
 
 from torch import nn
 
+from advmnist.specs import parse_spec
+
 F = TypeVar("F", bound=Callable[..., nn.Module])
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -28,10 +30,18 @@ def list_models() -> list[str]:
 
 
 def create_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a registered architecture; inputs are `[0, 1]` images, outputs are logits."""
+    """Build a registered architecture; inputs are `[0, 1]` images, outputs are logits.
+
+    `name` may carry settings, as on the command line: `create_model("seed-cnn[dropout=0]")`.
+    """
+    name, settings = parse_spec(name, "architecture setting")
+    kwargs = {**settings, **kwargs}
     if name not in _MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(list_models())}")
-    model = _MODELS[name](**kwargs)
+    try:
+        model = _MODELS[name](**kwargs)
+    except TypeError as exc:
+        raise ValueError(f"bad setting for architecture {name!r}: {exc}") from None
     model.arch = name  # type: ignore[assignment]  # read by save_model to rebuild it
     model.arch_kwargs = dict(kwargs)  # type: ignore[assignment]
     return model

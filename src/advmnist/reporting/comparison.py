@@ -142,12 +142,14 @@ def models_table(comp: Comparison) -> Table:
         )
         for r in comp.rows
     )
+    n = comp.rows[0].clean.n
     return Table(
         "Models: what they are and what they cost",
         ("model", "arch", "params", "recipe", "epochs", "training", "inference us/img", "clean [95% CI]"),
         rows,
         "Training time as recorded by the run (2-core CPU unless its card says otherwise). Inference: fp32 "
-        "forward, batch 256, best of 5, measured in one process for all rows, so the ratios compare.",
+        "forward, batch 256, best of 5, measured in one process for all rows, so the ratios compare. Clean "
+        f"accuracy on the larger evaluated subset (n = {n}).",
     )
 
 

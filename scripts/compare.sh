@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The recipe comparison and the architecture analysis of docs/results.md (issue 5). Every recipe
+# trains the seed CNN under one budget (6 epochs, Linf eps 0.3 ramped over the first 30%, one-cycle
+# lr 0.05, bf16 + channels_last, 1,000 held-out validation images, watchdog, best epoch kept); PGD-AT
+# then trains three architecture sizes under that same budget. `advmnist compare` evaluates each
+# group alike: FGSM and PGD-50 on every 10th test image, AutoAttack on every 50th, eps 0.1/0.2/0.3.
+# Every step resumes after a kill.
+#   bash scripts/compare.sh [train|eval|all]   (default all; OUT=runs/compare)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ADV=${ADV:-.venv/bin/advmnist}
+OUT=${OUT:-runs/compare}
+what=${1:-all}
+budget=(--epochs 6 --eps 0.3 --eps-ramp 0.3 --lr 0.05 --lr-schedule one-cycle --precision bf16
+        --val-size 1000 --watchdog --select best --seed 42)
+
+train() {  # name, then the flags that differ
+    local name=$1; shift
+    $ADV train "${budget[@]}" "$@" --out "$OUT/$name" --resume
+}
+
+if [[ $what == train || $what == all ]]; then
+    train standard --recipe standard
+    train fgsm-mix --recipe fgsm-mix
+    train fgsm-rs --recipe fgsm-rs
+    train ensemble --recipe ensemble --ensemble "$OUT/standard/model.safetensors" \
+        --ensemble "$OUT/fgsm-mix/model.safetensors"
+    train pgd --recipe pgd --steps 7
+    train trades --recipe trades --steps 7 --beta 6
+    train small-cnn --recipe pgd --steps 7 --arch small-cnn
+    train seed-cnn-wide --recipe pgd --steps 7 --arch seed-cnn-wide
+fi
+
+if [[ $what == eval || $what == all ]]; then
+    m() { echo "--model $1=$OUT/$1/model.safetensors"; }
+    # shellcheck disable=SC2046
+    $ADV compare $(m standard) $(m fgsm-mix) $(m fgsm-rs) $(m ensemble) $(m pgd) $(m trades) \
+        --model robust-checkpoint=checkpoints/robust-seed-cnn.safetensors \
+        --title "Training recipes, seed CNN, 6 epochs each (the committed checkpoint: 42)" \
+        --out "$OUT/recipes" --resume
+    # shellcheck disable=SC2046
+    $ADV compare $(m small-cnn) --model seed-cnn="$OUT/pgd/model.safetensors" $(m seed-cnn-wide) \
+        --title "Robustness vs capacity: PGD-7 AT, 6 epochs each" --out "$OUT/architectures" --resume
+fi

@@ -270,6 +270,7 @@ def plot_comparison(comp: Comparison, path: Path) -> Path:
     attacks = comp.attacks()
     fig = _figure((4.2 * len(attacks) + 2.2, 4.4))
     axes = np.atleast_1d(fig.subplots(1, len(attacks), sharey=True))
+    lowest = 100.0
     for ax, attack in zip(axes, attacks, strict=True):
         for i, row in enumerate(comp.rows):
             points = [(0.0, row.clean_for(attack))] + [
@@ -278,6 +279,7 @@ def plot_comparison(comp: Comparison, path: Path) -> Path:
             eps = np.array([p[0] for p in points])
             acc = np.array([[a.value, a.ci_low, a.ci_high] for _, a in points]) * 100  # (P, 3)
             yerr = [acc[:, 0] - acc[:, 1], acc[:, 2] - acc[:, 0]]
+            lowest = min(lowest, float(acc[:, 1].min()))
             color = GROUP_COLORS[i % len(GROUP_COLORS)]
             ax.errorbar(
                 eps + 0.002 * (i - len(comp.rows) / 2),
@@ -297,7 +299,7 @@ def plot_comparison(comp: Comparison, path: Path) -> Path:
         ax.set_title(attack)
         ax.set_xlabel("eps (Linf)")
         ax.grid(alpha=0.3)
-        ax.set_ylim(0, 102)
+    axes[0].set_ylim(max(0.0, 10 * (lowest // 10) - 10), 101)  # zoom in when every model holds up
     axes[0].set_ylabel("accuracy (%)")
     axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1), title="bars: 95% CI", title_fontsize=8)
     fig.suptitle(comp.title)

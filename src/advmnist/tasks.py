@@ -350,11 +350,11 @@ def compare_models(
     parse_attacks(attack)
     if strong_attack:
         parse_attacks(strong_attack)
-    cards = {name: load_model(path)[1] for name, path in models}  # every checkpoint checked before any work
+    loaded = {name: load_model(path) for name, path in models}  # every checkpoint checked before any work
     out = Path(out)
     config = {
         "task": "compare",
-        "models": {name: {"path": path, "sha256": cards[name]["sha256"]} for name, path in models},
+        "models": {name: {"path": path, "sha256": loaded[name][1]["sha256"]} for name, path in models},
         "eps": eps,
         "attack": attack,
         "every": every,
@@ -390,7 +390,7 @@ def compare_models(
                 progress=progress,
                 command=command,
             )
-        model, card = load_model(path)
+        model, card = loaded[name]
         rows.append(
             {
                 "name": name,

@@ -19,6 +19,7 @@ from advmnist.training import (
     RECIPES,
     TrainConfig,
     Watchdog,
+    WeightAverage,
     eps_at,
     fit,
     lr_at,
@@ -161,11 +162,12 @@ def test_collapse_rolls_back_to_the_last_good_epoch_and_stops(data, tmp_path: Pa
     assert resumed.collapse == result.collapse and len(resumed.history) == 3  # a stopped run stays stopped
 
 
-def test_resume_after_a_kill_gives_the_same_final_metrics(data, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("ema", [0.0, 0.95], ids=["raw", "weight-average"])
+def test_resume_after_a_kill_gives_the_same_final_metrics(data, tmp_path: Path, monkeypatch, ema: float) -> None:  # noqa: ANN001
     train, test = data
     cfg = TrainConfig(
         recipe="pgd", epochs=3, train_eps=0.1, attack_steps=2, eps_ramp=0.5, lr_schedule="cosine",
-        val_size=64, select="best", **TINY,
+        val_size=64, select="best", ema=ema, **TINY,
     )  # fmt: skip
     whole = fit(_model(), train, test, cfg, state_dir=tmp_path / "whole")
     original = fit_module._train_epoch
@@ -190,6 +192,50 @@ def test_resume_after_a_kill_gives_the_same_final_metrics(data, tmp_path: Path, 
     assert all(
         torch.equal(a, b) for a, b in zip(model.state_dict().values(), whole.model.state_dict().values(), strict=True)
     )
+
+
+def test_weight_average_follows_the_weights_and_swaps_back() -> None:
+    model = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        model.weight.fill_(0.0)
+    average = WeightAverage(model, decay=0.5)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    average.update(model)  # warm-up decay min(0.5, 2 / 11) = 2/11: 0 -> 9/11
+    assert torch.allclose(average.shadow["weight"], torch.full((1, 2), 9 / 11))
+    for _ in range(30):
+        average.update(model)
+    assert torch.allclose(average.shadow["weight"], torch.ones(1, 2), atol=1e-6)
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    with average.applied(model) as swapped:
+        assert torch.allclose(swapped.weight, torch.ones(1, 2), atol=1e-6)
+    assert torch.equal(model.weight, torch.full((1, 2), 3.0))  # the raw weights are back
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, decay=1.0)
+
+
+def test_fit_with_weight_averaging_returns_the_average(data, monkeypatch) -> None:  # noqa: ANN001
+    train, test = data
+    cfg = TrainConfig(recipe="standard", epochs=2, ema=0.9, **TINY)
+    captured: dict[str, dict[str, torch.Tensor]] = {}
+    original = fit_module._train_epoch
+
+    def keep_raw(model, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        out = original(model, *args, **kwargs)
+        captured["raw"] = {k: v.clone() for k, v in model.state_dict().items()}
+        captured["average"] = {k: v.clone() for k, v in args[-1].shadow.items()}
+        return out
+
+    monkeypatch.setattr(fit_module, "_train_epoch", keep_raw)
+    result = fit(_model(), train, test, cfg)
+    final = result.model.state_dict()
+    assert all(torch.allclose(final[k], captured["average"][k]) for k in final)
+    assert not torch.allclose(final["fc.weight"], captured["raw"]["fc.weight"])  # the average, not the raw weights
+    _, accuracy, _ = fit_module.evaluate_clean(result.model, *test)
+    assert accuracy > 0.5  # the average of a training run is itself a working model
+    with pytest.raises(ValueError, match="ema must be"):
+        TrainConfig(recipe="standard", ema=1.0)
 
 
 def test_train_config_presets_and_overrides(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""Training: objectives, schedules, the collapse watchdog and one short `fit` loop with resumable checkpoints."""
+"""Training: objectives, schedules, the collapse watchdog, weight averaging and one short `fit` loop with resumable checkpoints."""
 
+from advmnist.training.averaging import WeightAverage
 from advmnist.training.fit import TrainResult, evaluate_clean, fit, split_validation
 from advmnist.training.objectives import (
     LossOutput,
@@ -22,6 +23,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "Watchdog",
+    "WeightAverage",
     "adversarial",
     "ensemble",
     "eps_at",

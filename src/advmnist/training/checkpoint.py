@@ -15,6 +15,7 @@ from safetensors.torch import load_file, save
 
 from advmnist.errors import CheckpointError, RunDirError
 from advmnist.io import atomic_write_bytes, sha256_file, write_json
+from advmnist.training.averaging import WeightAverage
 
 
 def save_training_state(
@@ -23,8 +24,12 @@ def save_training_state(
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
     info: dict[str, Any],
+    average: WeightAverage | None = None,
 ) -> None:
     tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    if average is not None:
+        tensors.update({f"average.{k}": v.contiguous() for k, v in average.shadow.items()})
+        info = {**info, "average_updates": average.updates}
     opt_state = optimizer.state_dict()
     for index, buffers in opt_state["state"].items():
         for name, value in buffers.items():
@@ -43,8 +48,9 @@ def load_training_state(
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
     fingerprint: dict[str, Any],
+    average: WeightAverage | None = None,
 ) -> dict[str, Any] | None:
-    """Restore the last complete epoch into model/optimizer/RNGs; None if there is no checkpoint."""
+    """Restore the last complete epoch into model/optimizer/RNGs (and the weight average); None if none."""
     meta_path = folder / "state.json"
     if not meta_path.is_file():
         return None
@@ -55,6 +61,9 @@ def load_training_state(
         raise CheckpointError(f"{folder / 'state.safetensors'}: sha256 mismatch (corrupt checkpoint)")
     tensors = load_file(folder / "state.safetensors")
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    if average is not None:
+        average.shadow = {k[8:]: v for k, v in tensors.items() if k.startswith("average.")}
+        average.updates = meta["average_updates"]
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("optimizer."):

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from advmnist.data.batches import iterate_batches
 from advmnist.models import load_model
+from advmnist.training.averaging import WeightAverage
 from advmnist.training.checkpoint import load_best, load_training_state, save_best, save_training_state
 from advmnist.training.objectives import Objective
 from advmnist.training.recipes import TrainConfig, make_objective
@@ -82,8 +83,26 @@ def split_validation(
     return (x[keep], y[keep]), (x[held], y[held])
 
 
-def _snapshot(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    return {"model": copy.deepcopy(model.state_dict()), "optimizer": copy.deepcopy(optimizer.state_dict())}
+def _snapshot(model: nn.Module, optimizer: torch.optim.Optimizer, average: WeightAverage | None) -> dict[str, Any]:
+    return {
+        "model": copy.deepcopy(model.state_dict()),
+        "optimizer": copy.deepcopy(optimizer.state_dict()),
+        "average": None if average is None else (copy.deepcopy(average.shadow), average.updates),
+    }
+
+
+def _restore(
+    snapshot: dict[str, Any], model: nn.Module, optimizer: torch.optim.Optimizer, average: WeightAverage | None
+) -> None:
+    model.load_state_dict(snapshot["model"])
+    optimizer.load_state_dict(snapshot["optimizer"])
+    if average is not None:
+        average.shadow, average.updates = snapshot["average"]
+
+
+def _evaluated(model: nn.Module, average: WeightAverage | None) -> contextlib.AbstractContextManager[Any]:
+    """The weights every validation, selection and test score is taken on: the average when there is one."""
+    return average.applied(model) if average is not None else contextlib.nullcontext(model)
 
 
 def fit(
@@ -104,6 +123,7 @@ def fit(
     split (`cfg.val_size`), each epoch also reports clean and PGD-10 accuracy on held-out training
     images; the watchdog rolls back to the last good epoch and stops on a collapse, and
     `select="best"` keeps the epoch with the best validation PGD accuracy (ties: best clean).
+    With `cfg.ema` the moving average of the weights is what is validated, selected and returned.
     """
     device = torch.device(device)
     model.to(device)
@@ -113,19 +133,20 @@ def fit(
     generator = torch.Generator().manual_seed(cfg.seed)
     train, val = split_validation(train, cfg.val_size, cfg.seed)
     objective = make_objective(cfg, [_load_static(path, device) for path in cfg.ensemble_models])
+    average = WeightAverage(model, cfg.ema) if cfg.ema else None
     result = TrainResult(model)
     watchdog = Watchdog(cfg.watchdog_drop)
     fingerprint = cfg.to_dict() | {"n_train": len(train[1]) + cfg.val_size}
     folder = Path(state_dir) if state_dir is not None else None
     if folder is not None and resume:
-        meta = load_training_state(folder, model, optimizer, generator, fingerprint)
+        meta = load_training_state(folder, model, optimizer, generator, fingerprint, average)
         if meta is not None:
             result.history, result.seconds = meta["history"], meta["seconds"]
             result.resumed_from_epoch, result.collapse = meta["epoch"], meta.get("collapse")
             watchdog.best, watchdog.best_epoch = meta.get("watchdog_best", -1.0), meta.get("best_epoch", 0)
             watchdog.best_clean = meta.get("watchdog_best_clean", -1.0)
             log.info("resumed after epoch %d from %s", meta["epoch"], folder)
-    good = _snapshot(model, optimizer)  # the last epoch the watchdog passed
+    good = _snapshot(model, optimizer, average)  # the last epoch the watchdog passed
     best = load_best(folder) if folder is not None and result.resumed_from_epoch and cfg.select == "best" else None
     steps_per_epoch = -(-len(train[1]) // cfg.batch_size)
     for epoch in range(result.resumed_from_epoch + 1, cfg.epochs + 1):
@@ -134,16 +155,16 @@ def fit(
         start = time.perf_counter()
         schedule = _Schedule(cfg, (epoch - 1) * steps_per_epoch, cfg.epochs * steps_per_epoch)
         loss_sum, correct, seen = _train_epoch(
-            model, objective, optimizer, train, generator, cfg, device, progress, epoch, schedule
+            model, objective, optimizer, train, generator, cfg, device, progress, epoch, schedule, average
         )
         row: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen}
         row.update(lr=schedule.last_lr, eps=schedule.last_eps)
         if val is not None:
             xv, yv = val[0][: cfg.watchdog_size].to(device), val[1][: cfg.watchdog_size].to(device)
-            row.update(validate(model, xv, yv, cfg.train_eps, bf16=cfg.precision == "bf16", seed=epoch))
+            with _evaluated(model, average) as scored:
+                row.update(validate(scored, xv, yv, cfg.train_eps, bf16=cfg.precision == "bf16", seed=epoch))
             if cfg.watchdog and watchdog.collapsed(row["val_pgd"]):
-                model.load_state_dict(good["model"])
-                optimizer.load_state_dict(good["optimizer"])
+                _restore(good, model, optimizer, average)
                 result.collapse = {
                     "epoch": epoch,
                     "val_pgd": row["val_pgd"],
@@ -161,12 +182,14 @@ def fit(
                 )
             else:
                 if watchdog.update(epoch, row["val_pgd"], row["val_clean"]) and cfg.select == "best":
-                    best = copy.deepcopy(model.state_dict())
+                    with _evaluated(model, average) as scored:
+                        best = copy.deepcopy(scored.state_dict())
                     if folder is not None:
                         save_best(folder, best)
-                good = _snapshot(model, optimizer)
+                good = _snapshot(model, optimizer, average)
         if test is not None and (cfg.eval_every_epoch or epoch == cfg.epochs):
-            row["test_loss"], row["test_accuracy"], _ = evaluate_clean(model, *test, bf16=cfg.precision == "bf16")
+            with _evaluated(model, average) as scored:
+                row["test_loss"], row["test_accuracy"], _ = evaluate_clean(scored, *test, bf16=cfg.precision == "bf16")
         row["seconds"] = time.perf_counter() - start
         result.history.append(row)
         result.seconds += row["seconds"]
@@ -182,10 +205,12 @@ def fit(
                 "watchdog_best_clean": watchdog.best_clean,
                 "best_epoch": watchdog.best_epoch,
             }
-            save_training_state(folder, model, optimizer, generator, info)
+            save_training_state(folder, model, optimizer, generator, info, average)
     result.best_epoch = watchdog.best_epoch
     if cfg.select == "best" and best is not None:
         model.load_state_dict(best)
+    elif average is not None:
+        model.load_state_dict(average.state_dict())
     model.eval()
     return result
 
@@ -228,6 +253,7 @@ def _train_epoch(
     progress: bool,
     epoch: int,
     schedule: _Schedule,
+    average: WeightAverage | None,
 ) -> tuple[float, int, int]:
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
@@ -244,6 +270,8 @@ def _train_epoch(
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         optimizer.step()
+        if average is not None:
+            average.update(model)
         loss_sum += out.loss.item() * len(out.y)
         correct += int((out.logits.argmax(1) == out.y).sum())
         seen += len(out.y)

@@ -30,7 +30,8 @@ class TrainConfig:
     `trades` (`attack_steps`, `attack_rel_step`: step size as a fraction of eps, default
     2.5 / steps), `val_size` training images held out for validation (never the test set),
     `watchdog` (catastrophic-overfitting guard, needs `val_size`), and `select` (`best`: keep the
-    epoch with the highest validation PGD accuracy).
+    epoch with the highest validation PGD accuracy), `ema` (validate, select and keep an exponential
+    moving average of the weights with this decay, e.g. 0.999; 0 = off).
     """
 
     recipe: str = "standard"
@@ -57,6 +58,7 @@ class TrainConfig:
     watchdog_drop: float = 0.2  # a fall of the validation PGD accuracy this far below its best is a collapse
     watchdog_size: int = 512  # validation images the per-epoch PGD check attacks
     select: str = "last"
+    ema: float = 0.0  # weight averaging: the decay of an exponential moving average of the weights (0: off)
 
     def __post_init__(self) -> None:
         _choice("recipe", self.recipe, RECIPES)
@@ -77,6 +79,7 @@ class TrainConfig:
         _number("rs_alpha", self.rs_alpha, low=0, strict=True)
         _number("trades_beta", self.trades_beta, low=0)
         _number("watchdog_drop", self.watchdog_drop, low=0, high=1, strict=True)
+        _number("ema", self.ema, low=0, high=1, open_high=True)
         if self.attack_rel_step is not None:
             _number("attack_rel_step", self.attack_rel_step, low=0, strict=True)
             if self.attack_rel_step > 1:

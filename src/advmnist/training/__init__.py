@@ -1,4 +1,4 @@
-"""Training: objectives, schedules, the collapse watchdog, weight averaging and one short `fit` loop with resumable checkpoints."""
+"""Training: objectives, schedules, the collapse watchdog, weight averaging and one short `fit` loop (resumable)."""
 
 from advmnist.training.averaging import WeightAverage
 from advmnist.training.fit import TrainResult, evaluate_clean, fit, split_validation

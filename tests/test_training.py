@@ -13,6 +13,7 @@ from torch import nn
 
 from advmnist.config import train_config
 from advmnist.data import DatasetSpec, load_mnist
+from advmnist.data.augment import random_shift
 from advmnist.errors import ConfigError
 from advmnist.models import create_model, save_model
 from advmnist.training import (
@@ -162,12 +163,12 @@ def test_collapse_rolls_back_to_the_last_good_epoch_and_stops(data, tmp_path: Pa
     assert resumed.collapse == result.collapse and len(resumed.history) == 3  # a stopped run stays stopped
 
 
-@pytest.mark.parametrize("ema", [0.0, 0.95], ids=["raw", "weight-average"])
-def test_resume_after_a_kill_gives_the_same_final_metrics(data, tmp_path: Path, monkeypatch, ema: float) -> None:  # noqa: ANN001
+@pytest.mark.parametrize(("ema", "shift"), [(0.0, 0), (0.95, 2)], ids=["plain", "weight-average+shift"])
+def test_resume_after_a_kill_gives_the_same_final_metrics(data, tmp_path: Path, monkeypatch, ema, shift) -> None:  # noqa: ANN001
     train, test = data
     cfg = TrainConfig(
         recipe="pgd", epochs=3, train_eps=0.1, attack_steps=2, eps_ramp=0.5, lr_schedule="cosine",
-        val_size=64, select="best", ema=ema, **TINY,
+        val_size=64, select="best", ema=ema, shift=shift, **TINY,
     )  # fmt: skip
     whole = fit(_model(), train, test, cfg, state_dir=tmp_path / "whole")
     original = fit_module._train_epoch
@@ -192,6 +193,20 @@ def test_resume_after_a_kill_gives_the_same_final_metrics(data, tmp_path: Path, 
     assert all(
         torch.equal(a, b) for a, b in zip(model.state_dict().values(), whole.model.state_dict().values(), strict=True)
     )
+
+
+def test_random_shift_moves_each_image_within_the_bound() -> None:
+    x = torch.zeros(200, 1, 28, 28)
+    x[:, 0, 14, 14] = 1.0  # one lit pixel in the middle of each image
+    shifted = random_shift(x, 2, torch.Generator().manual_seed(0))
+    assert shifted.shape == x.shape and torch.equal(shifted.sum((1, 2, 3)), x.sum((1, 2, 3)))  # nothing lost
+    where = (shifted[:, 0] == 1).nonzero()[:, 1:] - 14  # (dy, dx) of each image
+    assert where.abs().max() == 2 and len({tuple(d) for d in where.tolist()}) == 25  # every shift in [-2, 2]^2 occurs
+    again = random_shift(x, 2, torch.Generator().manual_seed(0))
+    assert torch.equal(shifted, again)  # the generator decides: a resumed run repeats its shifts
+    assert random_shift(x, 0) is x
+    with pytest.raises(ValueError, match="shift must be"):
+        TrainConfig(recipe="standard", shift=-1)
 
 
 def test_weight_average_follows_the_weights_and_swaps_back() -> None:

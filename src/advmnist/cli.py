@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--watchdog", action="store_true", default=None, help="roll back and stop on a PGD collapse")
     p.add_argument("--select", help="last (default) or best (best validation PGD accuracy)")
     p.add_argument("--ema", type=float, help="keep a moving average of the weights with this decay (e.g. 0.999)")
+    p.add_argument("--shift", type=int, help="augment: translate training images by up to N pixels (default 0)")
     p.add_argument("--precision", help="bf16 (autocast, default) or fp32")
     p.add_argument("--arch", help="model architecture (default seed-cnn; see `advmnist models`)")
     p.add_argument("--n-train", type=int, help="use the first N training images")
@@ -231,6 +232,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "watchdog": args.watchdog,
         "select": args.select,
         "ema": args.ema,
+        "shift": args.shift,
         "precision": args.precision,
         "arch": args.arch,
     }

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from advmnist.data.augment import random_shift
 from advmnist.data.batches import iterate_batches
 from advmnist.models import load_model
 from advmnist.training.averaging import WeightAverage
@@ -261,7 +262,7 @@ def _train_epoch(
     total = -(-len(train[1]) // cfg.batch_size)
     bar = tqdm(batches, total=total, desc=f"{cfg.recipe} epoch {epoch}/{cfg.epochs}", disable=not progress, leave=False)
     for _, x, y in bar:
-        x, y = x.to(device), y.to(device)
+        x, y = random_shift(x, cfg.shift, generator).to(device), y.to(device)
         if cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)  # (B, 1, 28, 28), NHWC strides
         eps = schedule.next(optimizer)

@@ -31,7 +31,8 @@ class TrainConfig:
     2.5 / steps), `val_size` training images held out for validation (never the test set),
     `watchdog` (catastrophic-overfitting guard, needs `val_size`), and `select` (`best`: keep the
     epoch with the highest validation PGD accuracy), `ema` (validate, select and keep an exponential
-    moving average of the weights with this decay, e.g. 0.999; 0 = off).
+    moving average of the weights with this decay, e.g. 0.999; 0 = off), `shift` (random translations
+    of up to this many pixels as augmentation).
     """
 
     recipe: str = "standard"
@@ -59,12 +60,15 @@ class TrainConfig:
     watchdog_size: int = 512  # validation images the per-epoch PGD check attacks
     select: str = "last"
     ema: float = 0.0  # weight averaging: the decay of an exponential moving average of the weights (0: off)
+    shift: int = 0  # augmentation: translate each training image by up to this many pixels (0: off)
 
     def __post_init__(self) -> None:
         _choice("recipe", self.recipe, RECIPES)
         _choice("precision", self.precision, PRECISIONS)
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _choice("select", self.select, SELECTIONS)
+        if not isinstance(self.shift, int) or isinstance(self.shift, bool) or not 0 <= self.shift <= 8:
+            raise ValueError(f"shift must be an integer in [0, 8] pixels, got {self.shift!r}")
         for name in ("epochs", "batch_size", "attack_steps", "attack_restarts", "watchdog_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

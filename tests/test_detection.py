@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advmnist.attacks import PGD, Threat
+from advmnist.attacks import PGD, Threat, create_attack
 from advmnist.data import DatasetSpec, load_mnist
 from advmnist.defenses import FeatureSqueezing, adaptive_attack, bit_depth, evaluate_detector, median_smooth, roc_auc
 from advmnist.models import create_model, save_model
@@ -153,6 +153,18 @@ def test_adaptive_attack_evades_at_least_as_often_as_pgd(trained) -> None:  # no
     plain = PGD()(model, x, y, Threat("linf", 0.3))  # the report's PGD row is PGD's own verdict
     flagged = detector.detect(model, plain.x_adv, report["threshold"])
     assert int((plain.success & ~flagged).sum()) == pgd["evasion_rate"]["correct"]
+
+
+def test_adaptive_attack_keeps_every_point_classifier_pgd_gets_past_the_detector(trained) -> None:  # noqa: ANN001
+    model, (x, y), _ = trained
+    detector = FeatureSqueezing(median=3)
+    plain = create_attack("pgd", steps=20)(model, x, y, Threat("linf", 0.3))
+    threshold = detector.score(model, plain.x_adv)[plain.success].median().item()  # lets about half of them pass
+    past = plain.success & ~detector.detect(model, plain.x_adv, threshold)  # PGD that ignores the detector, undetected
+    assert past.any()
+    result = adaptive_attack(model, detector, x, y, 0.3, threshold, steps=20)
+    assert bool(result.evaded[past].all())  # the warm start keeps them: the adaptive attack is never the weaker
+    assert int(result.evaded.sum()) >= int(past.sum())
 
 
 def test_cli_writes_results_and_plot(tmp_path: Path, synthetic) -> None:  # noqa: ANN001

@@ -292,6 +292,10 @@ def test_cli_train_bad_input_is_one_line(tmp_path: Path, synthetic) -> None:  # 
     assert_one_line_error(
         run_cli("train", "--recipe", "pgd", "--lr-schedule", "zigzag", "--out", str(out), *data), "unknown lr_schedule"
     )
+    assert_one_line_error(run_cli("train", "--recipe", "pgd", "--ema", "1", "--out", str(out), *data), "ema must be")
+    assert_one_line_error(
+        run_cli("train", "--recipe", "pgd", "--shift", "9", "--out", str(out), *data), "shift must be"
+    )
     assert not out.exists()
 
 
@@ -299,11 +303,13 @@ def test_cli_train_pgd_with_watchdog_writes_validation(tmp_path: Path, synthetic
     data = ["--data-dir", str(synthetic[0]), "--checksums", str(synthetic[1])]
     out = tmp_path / "t"
     args = ["--recipe", "pgd", "--eps", "0.1", "--steps", "2", "--epochs", "1", "--n-train", "256", "--arch", "linear"]
-    proc = run_cli("train", *args, "--val-size", "64", "--watchdog", "--out", str(out), *data, "-q")
+    extra = ["--ema", "0.99", "--shift", "2"]
+    proc = run_cli("train", *args, *extra, "--val-size", "64", "--watchdog", "--out", str(out), *data, "-q")
     assert proc.returncode == 0, proc.stderr
     assert "validation: clean" in proc.stdout
     results = json.loads((out / "training_results.json").read_text())
     assert results["recipe"] == "pgd" and results["val_size"] == 64 and results["collapse"] is None
+    assert (results["ema"], results["shift"]) == (0.99, 2)
     assert {"val_clean", "val_pgd", "lr", "eps"} <= set(results["history"][0])
 
 

@@ -98,7 +98,8 @@ def _restore(
     model.load_state_dict(snapshot["model"])
     optimizer.load_state_dict(snapshot["optimizer"])
     if average is not None:
-        average.shadow, average.updates = snapshot["average"]
+        shadow, average.updates = snapshot["average"]
+        average.shadow = copy.deepcopy(shadow)  # the snapshot stays as it was
 
 
 def _evaluated(model: nn.Module, average: WeightAverage | None) -> contextlib.AbstractContextManager[Any]:

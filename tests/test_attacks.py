@@ -234,6 +234,20 @@ def test_autoattack_records_the_first_breaker_and_per_point_queries() -> None:
     assert result.queries[fgsm_only].max() < result.queries[~fgsm_only].min()  # PGD spent queries on the rest
 
 
+def test_square_searches_in_fp32_even_under_bf16() -> None:
+    """Its accept-if-lower test needs fp32 margins: with `bf16=True` it must do exactly what fp32 does."""
+    from advmnist.attacks import Square
+
+    model, (x, y) = _model(), _batch(32)
+    with torch.no_grad():
+        y = model.eval()(x).argmax(1)  # all correct clean
+    threat = Threat("linf", 0.03)
+    fp32 = Square(queries=60)(model, x, y, threat, seed=1)
+    bf16 = Square(queries=60, bf16=True)(model, x, y, threat, seed=1)
+    assert 0 < int(fp32.success.sum()) < len(y)  # a real search: some points fall, some stand
+    assert torch.equal(fp32.x_adv, bf16.x_adv) and torch.equal(fp32.success, bf16.success)
+
+
 @pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
 @pytest.mark.parametrize("name", ["fgsm", "bim", "pgd", "mifgsm"])
 def test_targeted_attacks_reach_their_targets_and_count_only_that(name: str, bf16: bool) -> None:

@@ -11,7 +11,11 @@ summary are written, so a run stopped at its deadline still leaves everything it
 
 Writes DIR/NAME.jsonl (one line per test image: index, label, clean, and each contestant's first
 breaker or null) and DIR/summary.json (per model and contestant: robust accuracy with its
-Clopper-Pearson interval over the images done, seconds, breakers; the device and versions).
+Clopper-Pearson interval over the images done and over the every-10th subset among them, seconds,
+breakers; the device and versions). A run stopped at its deadline is finished with `--start` into
+another folder, and the parts joined with
+
+    python scripts/gpu_autoattack.py merge --out DIR NAME PART_DIR [PART_DIR ...]
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import contextlib
 import io
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -66,7 +71,55 @@ def ours(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int, bf
     return [(name or "?") if f else None for name, f in zip(names, fooled.tolist(), strict=True)]
 
 
+def tally(lines: list[dict], contestants: list[str], seconds: dict[str, float]) -> dict:
+    """Clean and robust accuracy (all images done, and the every-10th subset among them), first breakers."""
+    done = len(lines)
+    subset = [line for line in lines if line["index"] % 10 == 0]
+    entry: dict = {"done": done, "clean": accuracy(sum(line["clean"] for line in lines), done)}
+    for who in contestants:
+        breakers: dict[str, int] = {}
+        for line in lines:
+            if line["clean"] and line[who] is not None:
+                breakers[line[who]] = breakers.get(line[who], 0) + 1
+        robust = sum(line["clean"] and line[who] is None for line in lines)
+        entry[who] = {"robust": accuracy(robust, done), "seconds": seconds[who], "broken_by": breakers}
+        if subset:
+            robust_subset = sum(line["clean"] and line[who] is None for line in subset)
+            entry[who]["robust_every_10th"] = accuracy(robust_subset, len(subset))
+    return entry
+
+
+def merge(out: Path, name: str, parts: list[Path]) -> None:
+    """One model's runs over disjoint parts of the test set (a stopped run and its finish) as one."""
+    lines: list[dict] = []
+    runs = []
+    for part in parts:
+        run = json.loads((part / "summary.json").read_text())
+        runs.append({k: v for k, v in run.items() if k != "models"} | {"part": run["models"][name]})
+        lines += [json.loads(line) for line in (part / f"{name}.jsonl").read_text().splitlines()]
+    if len({run["part"]["sha256"] for run in runs}) != 1:
+        raise SystemExit(f"{name}: the parts hold different models")
+    indices = [line["index"] for line in lines]
+    if len(set(indices)) != len(indices):
+        raise SystemExit(f"{name}: the parts overlap")
+    lines.sort(key=lambda line: line["index"])
+    contestants = [who for who in CONTESTANTS if all(who in run["part"] for run in runs)]
+    seconds = {who: sum(run["part"][who]["seconds"] for run in runs) for who in contestants}
+    entry = {"model": runs[0]["part"]["model"], "sha256": runs[0]["part"]["sha256"]}
+    entry |= tally(lines, contestants, seconds)
+    atomic_write_text(out / f"{name}.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
+    write_json(out / "summary.json", {"eps": EPS, "models": {name: entry}, "runs": runs})
+
+
 def main() -> None:
+    if sys.argv[1:2] == ["merge"]:  # merge --out DIR NAME PART_DIR [PART_DIR ...]
+        merger = argparse.ArgumentParser(prog="gpu_autoattack.py merge")
+        merger.add_argument("--out", required=True, type=Path)
+        merger.add_argument("name")
+        merger.add_argument("parts", nargs="+", type=Path)
+        margs = merger.parse_args(sys.argv[2:])
+        merge(margs.out, margs.name, margs.parts)
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", help="NAME=PATH to a model card or weights")
     parser.add_argument("--out", required=True, type=Path)
@@ -131,21 +184,12 @@ def main() -> None:
                     {"index": lo + i, "label": int(y[i]), "clean": clean[i]}
                     | {who: ("clean" if not clean[i] else verdicts[who][i]) for who in contestants}
                 )
-            done = len(lines)
-            entry["done"] = done
-            entry["clean"] = accuracy(sum(line["clean"] for line in lines), done)
-            for who in contestants:
-                breakers: dict[str, int] = {}
-                for line in lines:
-                    if line["clean"] and line[who] is not None:
-                        breakers[line[who]] = breakers.get(line[who], 0) + 1
-                robust = sum(line["clean"] and line[who] is None for line in lines)
-                entry[who] = {"robust": accuracy(robust, done), "seconds": seconds[who], "broken_by": breakers}
+            entry.update(tally(lines, contestants, seconds))
             atomic_write_text(args.out / f"{name}.jsonl", "".join(json.dumps(line) + "\n" for line in lines))
             write_json(args.out / "summary.json", summary)
             print(
                 name,
-                done,
+                entry["done"],
                 {who: round(entry[who]["robust"]["value"], 4) for who in contestants},
                 {who: round(s, 1) for who, s in seconds.items()},
                 flush=True,

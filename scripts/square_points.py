@@ -1,13 +1,16 @@
-"""The three test points that only Square broke in the AutoAttack run of the robust checkpoint
-(results/robust-seed-cnn/autoattack-every10, Linf 0.3): gradient masking, or bf16 luck?
+"""Test points that only Square broke in an AutoAttack run (Linf 0.3): gradient masking, or luck?
 
 Prints each point's clean logit margin and input-gradient size, which attacks break it in fp32 and
-with the bf16 search, and what the official AutoAttack's white-box and Square attacks say.
-    .venv/bin/python scripts/square_points.py      (~1 minute; the official part needs `make test`'s dev extras)
+with the bf16 search, and what the official AutoAttack's white-box and Square attacks say. The
+defaults are the shipped checkpoint and the three points Square alone broke in its AutoAttack run on
+the 1,000-image subset (results/robust-seed-cnn-aug/autoattack-every10).
+    .venv/bin/python scripts/square_points.py [MODEL [POINT ...]]
+(~1 minute; the official part needs `make test`'s dev extras)
 """
 
 import contextlib
 import io
+import sys
 import time
 
 import torch
@@ -15,8 +18,9 @@ import torch
 import advmnist
 from advmnist.attacks import Threat, create_attack
 
-POINTS = [1150, 2430, 3100]  # broken_by == "square" in per_sample.jsonl
-model, _ = advmnist.load_model("checkpoints/robust-seed-cnn.safetensors")
+MODEL = sys.argv[1] if len(sys.argv) > 1 else "checkpoints/robust-seed-cnn.safetensors"
+POINTS = [int(a) for a in sys.argv[2:]] or [1600, 2780, 3450]  # broken_by == "square" in per_sample.jsonl
+model, _ = advmnist.load_model(MODEL)
 test = advmnist.load_mnist("test")
 x, y = test.x[POINTS], test.y[POINTS]
 threat = Threat("linf", 0.3)

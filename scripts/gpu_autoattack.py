@@ -89,6 +89,12 @@ def tally(lines: list[dict], contestants: list[str], seconds: dict[str, float]) 
     return entry
 
 
+def _refuse(message: str) -> None:
+    """Bad input: one line on stderr, exit code 2, nothing written (the project's rule)."""
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def merge(out: Path, name: str, parts: list[Path]) -> None:
     """One model's runs over disjoint parts of the test set (a stopped run and its finish) as one."""
     lines: list[dict] = []
@@ -98,10 +104,10 @@ def merge(out: Path, name: str, parts: list[Path]) -> None:
         runs.append({k: v for k, v in run.items() if k != "models"} | {"part": run["models"][name]})
         lines += [json.loads(line) for line in (part / f"{name}.jsonl").read_text().splitlines()]
     if len({run["part"]["sha256"] for run in runs}) != 1:
-        raise SystemExit(f"{name}: the parts hold different models")
+        _refuse(f"{name}: the parts hold different models")
     indices = [line["index"] for line in lines]
     if len(set(indices)) != len(indices):
-        raise SystemExit(f"{name}: the parts overlap")
+        _refuse(f"{name}: the parts overlap")
     lines.sort(key=lambda line: line["index"])
     contestants = [who for who in CONTESTANTS if all(who in run["part"] for run in runs)]
     seconds = {who: sum(run["part"][who]["seconds"] for run in runs) for who in contestants}
@@ -132,6 +138,10 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     contestants = args.contestants.split(",")
+    if unknown := set(contestants) - set(CONTESTANTS):
+        _refuse(f"unknown contestants {sorted(unknown)}; choose from {', '.join(CONTESTANTS)}")
+    if bad := [spec for spec in args.models if "=" not in spec]:
+        _refuse(f"models are NAME=PATH, got {bad[0]!r}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False

@@ -276,6 +276,7 @@ def test_train_then_eval_then_resume_refusal(tmp_path: Path, synthetic) -> None:
     assert card["recipe"]["recipe"] == "fgsm-mix" and card["recipe"]["epochs"] == 1
     results = json.loads((out / "training_results.json").read_text())
     assert len(results["history"]) == 1 and 0 <= results["clean_accuracy"]["value"] <= 1
+    assert f"test accuracy {results['clean_accuracy']['value']:.2%}" in proc.stdout  # the saved model's
     evaluated = run_cli(
         "eval", "--model", str(out / "model.safetensors"), "--eps", "8/255", "--out", str(tmp_path / "e"), *data, "-q"
     )

@@ -251,9 +251,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         command=_command(),
     )
     last = result.history[-1]
+    clean = result.clean_accuracy["value"] if result.clean_accuracy else float("nan")
+    best = cfg.select == "best" and result.best_epoch not in (0, len(result.history))
+    kept = f" (the saved model is epoch {result.best_epoch}'s)" if best else ""
     print(
         f"trained {arch} ({cfg.recipe}, {len(result.history)} epochs, {result.seconds:.0f} s): "
-        f"test accuracy {last.get('test_accuracy', float('nan')):.2%}"
+        f"test accuracy {clean:.2%}{kept}"
     )
     if "val_pgd" in last:
         print(f"validation: clean {last['val_clean']:.2%}, PGD-10 at eps {cfg.train_eps:.4g} {last['val_pgd']:.2%}")

@@ -77,6 +77,7 @@ def train_model(
     )
     _, _, pred = evaluate_clean(model, test.x, test.y)
     clean = accuracy(int((pred.cpu() == test.y).sum()), len(test))
+    result.clean_accuracy = clean
     save_model(model, out / "model", recipe=cfg.to_dict(), seed=cfg.seed, metrics={"clean_accuracy": clean})
     write_json(
         out / "training_results.json",

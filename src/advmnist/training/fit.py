@@ -37,6 +37,7 @@ class TrainResult:
     resumed_from_epoch: int = 0
     collapse: dict[str, Any] | None = None  # the watchdog's finding, when it stopped the run
     best_epoch: int = 0  # the epoch with the best validation PGD accuracy (0: no validation)
+    clean_accuracy: dict[str, Any] | None = None  # the saved model's, on the test set (set by the caller)
 
 
 def _autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:

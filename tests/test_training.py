@@ -14,7 +14,7 @@ from torch import nn
 from advmnist.config import train_config
 from advmnist.data import DatasetSpec, load_mnist
 from advmnist.data.augment import random_shift
-from advmnist.errors import ConfigError
+from advmnist.errors import ConfigError, RunDirError
 from advmnist.models import create_model, save_model
 from advmnist.training import (
     RECIPES,
@@ -163,12 +163,16 @@ def test_collapse_rolls_back_to_the_last_good_epoch_and_stops(data, tmp_path: Pa
     assert resumed.collapse == result.collapse and len(resumed.history) == 3  # a stopped run stays stopped
 
 
-@pytest.mark.parametrize(("ema", "shift"), [(0.0, 0), (0.95, 2)], ids=["plain", "weight-average+shift"])
-def test_resume_after_a_kill_gives_the_same_final_metrics(data, tmp_path: Path, monkeypatch, ema, shift) -> None:  # noqa: ANN001
+@pytest.mark.parametrize(
+    ("ema", "shift", "awp"),
+    [(0.0, 0, 0.0), (0.95, 2, 0.0), (0.0, 0, 0.01)],
+    ids=["plain", "weight-average+shift", "weight-perturbation"],
+)
+def test_resume_after_a_kill_gives_the_same_final_metrics(data, tmp_path: Path, monkeypatch, ema, shift, awp) -> None:  # noqa: ANN001
     train, test = data
     cfg = TrainConfig(
         recipe="pgd", epochs=3, train_eps=0.1, attack_steps=2, eps_ramp=0.5, lr_schedule="cosine",
-        val_size=64, select="best", ema=ema, shift=shift, **TINY,
+        val_size=64, select="best", ema=ema, shift=shift, awp=awp, awp_warmup=0.3, **TINY,
     )  # fmt: skip
     whole = fit(_model(), train, test, cfg, state_dir=tmp_path / "whole")
     original = fit_module._train_epoch
@@ -193,6 +197,24 @@ def test_resume_after_a_kill_gives_the_same_final_metrics(data, tmp_path: Path, 
     assert all(
         torch.equal(a, b) for a, b in zip(model.state_dict().values(), whole.model.state_dict().values(), strict=True)
     )
+
+
+def test_a_checkpoint_from_before_a_new_setting_resumes_unless_the_setting_is_used(data, tmp_path: Path) -> None:  # noqa: ANN001
+    train, _ = data
+    cfg = TrainConfig(recipe="standard", epochs=1, **TINY)
+    fit(_model(), train, None, cfg, state_dir=tmp_path)
+    meta = json.loads((tmp_path / "state.json").read_text())
+    del meta["fingerprint"]["awp"], meta["fingerprint"]["awp_warmup"]  # written before awp existed
+    (tmp_path / "state.json").write_text(json.dumps(meta))
+    more = TrainConfig(**{**cfg.to_dict(), "epochs": 2, "ensemble_models": ()})
+    with pytest.raises(RunDirError, match="another training configuration"):
+        fit(_model(), train, None, more, state_dir=tmp_path, resume=True)  # epochs differ: refused
+    meta["fingerprint"]["epochs"] = 2  # (only to reach the awp check: the fingerprint otherwise matches)
+    (tmp_path / "state.json").write_text(json.dumps(meta))
+    assert fit(_model(), train, None, more, state_dir=tmp_path, resume=True).resumed_from_epoch == 1
+    with pytest.raises(RunDirError, match="another training configuration"):
+        awp = TrainConfig(**{**more.to_dict(), "awp": 0.01, "ensemble_models": ()})
+        fit(_model(), train, None, awp, state_dir=tmp_path, resume=True)  # the new setting used: refused
 
 
 def test_random_shift_moves_each_image_within_the_bound() -> None:
@@ -296,6 +318,7 @@ def test_cli_train_bad_input_is_one_line(tmp_path: Path, synthetic) -> None:  # 
     assert_one_line_error(
         run_cli("train", "--recipe", "pgd", "--shift", "9", "--out", str(out), *data), "shift must be"
     )
+    assert_one_line_error(run_cli("train", "--recipe", "pgd", "--awp", "-1", "--out", str(out), *data), "awp must be")
     assert not out.exists()
 
 
@@ -303,13 +326,13 @@ def test_cli_train_pgd_with_watchdog_writes_validation(tmp_path: Path, synthetic
     data = ["--data-dir", str(synthetic[0]), "--checksums", str(synthetic[1])]
     out = tmp_path / "t"
     args = ["--recipe", "pgd", "--eps", "0.1", "--steps", "2", "--epochs", "1", "--n-train", "256", "--arch", "linear"]
-    extra = ["--ema", "0.99", "--shift", "2"]
+    extra = ["--ema", "0.99", "--shift", "2", "--awp", "0.01", "--awp-warmup", "0.5"]
     proc = run_cli("train", *args, *extra, "--val-size", "64", "--watchdog", "--out", str(out), *data, "-q")
     assert proc.returncode == 0, proc.stderr
     assert "validation: clean" in proc.stdout
     results = json.loads((out / "training_results.json").read_text())
     assert results["recipe"] == "pgd" and results["val_size"] == 64 and results["collapse"] is None
-    assert (results["ema"], results["shift"]) == (0.99, 2)
+    assert (results["ema"], results["shift"], results["awp"], results["awp_warmup"]) == (0.99, 2, 0.01, 0.5)
     assert {"val_clean", "val_pgd", "lr", "eps"} <= set(results["history"][0])
 
 
@@ -319,3 +342,53 @@ def test_make_objective_covers_every_recipe() -> None:
         models = ("m.safetensors",) if recipe == "ensemble" else ()
         cfg = TrainConfig(recipe=recipe, ensemble_models=models)
         assert callable(make_objective(cfg, statics))
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_every_objective_recomputes_its_loss_on_the_same_examples(recipe: str, data, tmp_path: Path) -> None:  # noqa: ANN001
+    (x, y), _ = data
+    statics = [create_model("linear").eval()] if recipe == "ensemble" else []
+    cfg = TrainConfig(recipe=recipe, train_eps=0.2, attack_steps=3, ensemble_models=("m",) if statics else ())
+    model = _model()
+    out = make_objective(cfg, statics)(model, x[:32], y[:32], 0.2)
+    assert out.again is not None
+    again = out.again(model)  # no dropout in TinyCNN: the same weights give the same loss
+    assert torch.allclose(again.loss, out.loss) and torch.equal(again.y, out.y)
+    with torch.no_grad():
+        model.fc.weight.mul_(2)
+    assert not torch.allclose(out.again(model).loss, out.loss)  # ...and other weights another
+
+
+def test_weight_perturbation_moves_each_weight_up_the_loss_and_restores_it_exactly(data) -> None:  # noqa: ANN001
+    from advmnist.training.awp import WeightPerturbation
+
+    (x, y), _ = data
+    model = _model()
+    fit(model, (x, y), None, TrainConfig(epochs=1, **TINY))
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    out = trades(steps=3)(model, x[:128], y[:128], 0.2)
+    gamma = 0.02
+    perturb = WeightPerturbation(model, gamma)
+    with perturb.applied(out.loss):
+        moved = {k: v - original[k] for k, v in model.state_dict().items()}
+        higher = out.again(model).loss.item() if out.again else 0.0
+    for name, delta in moved.items():
+        if name.endswith("bias"):
+            assert torch.equal(delta, torch.zeros_like(delta))  # biases stay
+        else:
+            assert delta.norm().item() == pytest.approx(gamma * original[name].norm().item(), rel=1e-4)
+    assert higher > out.loss.item()  # up the loss
+    assert all(torch.equal(v, original[k]) for k, v in model.state_dict().items())  # back, bit for bit
+    with pytest.raises(ValueError, match="gamma"):
+        WeightPerturbation(model, 0.0)
+
+
+def test_fit_with_weight_perturbation_trains_differently_after_the_warmup(data) -> None:  # noqa: ANN001
+    train, test = data
+    base = {"recipe": "trades", "epochs": 2, "train_eps": 0.1, "attack_steps": 2, **TINY}
+    plain = fit(_model(), train, test, TrainConfig(**base))  # type: ignore[arg-type]
+    late = fit(_model(), train, test, TrainConfig(**base, awp=0.01, awp_warmup=0.5))  # type: ignore[arg-type]
+    assert late.history[0] == {**plain.history[0], "seconds": late.history[0]["seconds"]}  # epoch 1: no awp yet
+    assert late.history[1]["train_loss"] != plain.history[1]["train_loss"]  # epoch 2: perturbed
+    weights = zip(plain.model.state_dict().values(), late.model.state_dict().values(), strict=True)
+    assert not any(torch.equal(a, b) for a, b in weights)

@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--select", help="last (default) or best (best validation PGD accuracy)")
     p.add_argument("--ema", type=float, help="keep a moving average of the weights with this decay (e.g. 0.999)")
     p.add_argument("--shift", type=int, help="augment: translate training images by up to N pixels (default 0)")
+    p.add_argument("--awp", type=float, help="adversarial weight perturbation: size per weight norm (e.g. 0.005)")
+    p.add_argument("--awp-warmup", type=float, help="fraction of training before --awp starts (default 0)")
     p.add_argument("--precision", help="bf16 (autocast, default) or fp32")
     p.add_argument("--arch", help="model architecture (default seed-cnn; see `advmnist models`)")
     p.add_argument("--n-train", type=int, help="use the first N training images")
@@ -233,6 +235,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "select": args.select,
         "ema": args.ema,
         "shift": args.shift,
+        "awp": args.awp,
+        "awp_warmup": args.awp_warmup,
         "precision": args.precision,
         "arch": args.arch,
     }

@@ -1,6 +1,7 @@
-"""Training: objectives, schedules, the collapse watchdog, weight averaging and one short `fit` loop (resumable)."""
+"""Training: objectives, schedules, the collapse watchdog, weight averaging and perturbation, a short `fit` loop."""
 
 from advmnist.training.averaging import WeightAverage
+from advmnist.training.awp import WeightPerturbation
 from advmnist.training.fit import TrainResult, evaluate_clean, fit, split_validation
 from advmnist.training.objectives import (
     LossOutput,
@@ -24,6 +25,7 @@ __all__ = [
     "TrainResult",
     "Watchdog",
     "WeightAverage",
+    "WeightPerturbation",
     "adversarial",
     "ensemble",
     "eps_at",

@@ -49,13 +49,21 @@ def load_training_state(
     generator: torch.Generator,
     fingerprint: dict[str, Any],
     average: WeightAverage | None = None,
+    defaults: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
-    """Restore the last complete epoch into model/optimizer/RNGs (and the weight average); None if none."""
+    """Restore the last complete epoch into model/optimizer/RNGs (and the weight average); None if none.
+
+    A setting missing from the checkpoint's fingerprint (it predates the setting) counts as its
+    value in `defaults`: a run killed before an upgrade resumes if it did not use the new setting.
+    """
     meta_path = folder / "state.json"
     if not meta_path.is_file():
         return None
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    if meta.get("fingerprint") != fingerprint:
+    saved = meta.get("fingerprint")
+    if isinstance(saved, dict):
+        saved = {**{k: v for k, v in (defaults or {}).items() if k not in saved}, **saved}
+    if saved != fingerprint:
         raise RunDirError(f"{folder}: the checkpoint belongs to another training configuration; refusing to mix")
     if sha256_file(folder / "state.safetensors") != meta["sha256"]:
         raise CheckpointError(f"{folder / 'state.safetensors'}: sha256 mismatch (corrupt checkpoint)")

@@ -19,6 +19,7 @@ from advmnist.data.augment import random_shift
 from advmnist.data.batches import iterate_batches
 from advmnist.models import load_model
 from advmnist.training.averaging import WeightAverage
+from advmnist.training.awp import WeightPerturbation
 from advmnist.training.checkpoint import load_best, load_training_state, save_best, save_training_state
 from advmnist.training.objectives import Objective
 from advmnist.training.recipes import TrainConfig, make_objective
@@ -127,6 +128,7 @@ def fit(
     images; the watchdog rolls back to the last good epoch and stops on a collapse, and
     `select="best"` keeps the epoch with the best validation PGD accuracy (ties: best clean).
     With `cfg.ema` the moving average of the weights is what is validated, selected and returned.
+    With `cfg.awp` each step's gradient is taken at adversarially perturbed weights (`training/awp.py`).
     """
     device = torch.device(device)
     model.to(device)
@@ -137,12 +139,14 @@ def fit(
     train, val = split_validation(train, cfg.val_size, cfg.seed)
     objective = make_objective(cfg, [_load_static(path, device) for path in cfg.ensemble_models])
     average = WeightAverage(model, cfg.ema) if cfg.ema else None
+    perturb = WeightPerturbation(model, cfg.awp) if cfg.awp else None
     result = TrainResult(model)
     watchdog = Watchdog(cfg.watchdog_drop)
     fingerprint = cfg.to_dict() | {"n_train": len(train[1]) + cfg.val_size}
     folder = Path(state_dir) if state_dir is not None else None
     if folder is not None and resume:
-        meta = load_training_state(folder, model, optimizer, generator, fingerprint, average)
+        defaults = TrainConfig().to_dict()
+        meta = load_training_state(folder, model, optimizer, generator, fingerprint, average, defaults)
         if meta is not None:
             result.history, result.seconds = meta["history"], meta["seconds"]
             result.resumed_from_epoch, result.collapse = meta["epoch"], meta.get("collapse")
@@ -158,7 +162,7 @@ def fit(
         start = time.perf_counter()
         schedule = _Schedule(cfg, (epoch - 1) * steps_per_epoch, cfg.epochs * steps_per_epoch)
         loss_sum, correct, seen = _train_epoch(
-            model, objective, optimizer, train, generator, cfg, device, progress, epoch, schedule, average
+            model, objective, optimizer, train, generator, cfg, device, progress, epoch, schedule, average, perturb
         )
         row: dict[str, Any] = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen}
         row.update(lr=schedule.last_lr, eps=schedule.last_eps)
@@ -233,12 +237,14 @@ class _Schedule:
     def __init__(self, cfg: TrainConfig, first_step: int, total: int) -> None:
         self.cfg, self.step, self.total = cfg, first_step, total
         self.last_lr, self.last_eps = cfg.lr, cfg.train_eps
+        self.perturb = False  # whether this step takes its gradient at perturbed weights (awp)
 
     def next(self, optimizer: torch.optim.Optimizer) -> float:
         """Set the lr of this step on `optimizer`; returns this step's eps."""
         cfg = self.cfg
         self.last_lr = lr_at(cfg.lr_schedule, cfg.lr, self.step, self.total)
         self.last_eps = eps_at(cfg.train_eps, cfg.eps_ramp, self.step, self.total)
+        self.perturb = cfg.awp > 0 and self.step >= cfg.awp_warmup * self.total
         for group in optimizer.param_groups:
             group["lr"] = self.last_lr
         self.step += 1
@@ -257,6 +263,7 @@ def _train_epoch(
     epoch: int,
     schedule: _Schedule,
     average: WeightAverage | None,
+    perturb: WeightPerturbation | None,
 ) -> tuple[float, int, int]:
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
@@ -271,7 +278,10 @@ def _train_epoch(
         with _autocast(cfg, device):
             out = objective(model, x, y, eps)
         optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
+        if perturb is not None and schedule.perturb:
+            perturb.loss(out, _autocast(cfg, device))  # the gradient at perturbed weights; `out` stays the logged one
+        else:
+            out.loss.backward()
         optimizer.step()
         if average is not None:
             average.update(model)

@@ -3,7 +3,9 @@
 `eps` is this step's training budget (the loop ramps it up); objectives that craft adversarial
 examples do so in eval mode with frozen weights (the attack contract), then compute the loss in the
 model's training mode. Random starts draw their seed from torch's global RNG, whose state every
-training checkpoint saves, so a resumed run crafts the same examples.
+training checkpoint saves, so a resumed run crafts the same examples. Each `LossOutput` can recompute
+its loss on the same examples with the model's current weights (`again`): adversarial weight
+perturbation (`training/awp.py`) takes the loss a second time at perturbed weights.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class LossOutput:
     loss: Tensor  # scalar to minimize
     logits: Tensor  # (B', 10) logits of the examples the loss saw
     y: Tensor  # (B',) their labels
+    again: Callable[[nn.Module], LossOutput] | None = None  # the same loss on the same examples, current weights
 
 
 Objective = Callable[[nn.Module, Tensor, Tensor, float], LossOutput]
@@ -42,12 +45,21 @@ def _craft(attack: GradientAttack, model: nn.Module, x: Tensor, y: Tensor, eps: 
         return attack.generate(model, x, y, Threat("linf", eps), seed=_seed())
 
 
+def _cross_entropy(x: Tensor, y: Tensor) -> Callable[[nn.Module], LossOutput]:
+    """Cross-entropy on these examples, as a function of the model (recomputable: `again`)."""
+
+    def loss(model: nn.Module) -> LossOutput:
+        logits = model(x)
+        return LossOutput(F.cross_entropy(logits, y), logits, y, again=loss)
+
+    return loss
+
+
 def standard_ce() -> Objective:
     """Plain cross-entropy on clean examples."""
 
     def objective(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> LossOutput:
-        logits = model(x)
-        return LossOutput(F.cross_entropy(logits, y), logits, y)
+        return _cross_entropy(x, y)(model)
 
     return objective
 
@@ -65,8 +77,7 @@ def fgsm_mix(*, bf16: bool = False) -> Objective:
         with torch.autocast(device_type=x.device.type, enabled=False):
             x_adv = attack.generate(model, x[half:], y[half:], Threat("linf", eps), seed=0)
         x_mix = torch.cat([x[:half], x_adv])  # (B, 1, 28, 28): clean first, adversarial second
-        logits = model(x_mix)
-        return LossOutput(F.cross_entropy(logits, y), logits, y)
+        return _cross_entropy(x_mix, y)(model)
 
     return objective
 
@@ -75,9 +86,7 @@ def adversarial(attack: GradientAttack) -> Objective:
     """Cross-entropy on `attack`'s examples only (Madry et al. 2018's min-max objective)."""
 
     def objective(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> LossOutput:
-        x_adv = _craft(attack, model, x, y, eps)
-        logits = model(x_adv)
-        return LossOutput(F.cross_entropy(logits, y), logits, y)
+        return _cross_entropy(_craft(attack, model, x, y, eps), y)(model)
 
     return objective
 
@@ -103,10 +112,14 @@ def trades(*, beta: float = 6.0, steps: int = 7, rel_step_size: float | None = N
 
     def objective(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> LossOutput:
         x_adv = _trades_example(model, x, eps, steps, step * eps, bf16) if eps > 0 else x
-        logits = model(torch.cat([x, x_adv]))  # (2B, 10): clean first
-        clean, adv = logits.float().chunk(2)
-        kl = F.kl_div(F.log_softmax(adv, 1), F.log_softmax(clean, 1), reduction="batchmean", log_target=True)
-        return LossOutput(F.cross_entropy(clean, y) + beta * kl, clean, y)
+        pair = torch.cat([x, x_adv])  # (2B, 1, 28, 28): clean first
+
+        def loss(net: nn.Module) -> LossOutput:
+            clean, adv = net(pair).float().chunk(2)  # (B, 10) each
+            kl = F.kl_div(F.log_softmax(adv, 1), F.log_softmax(clean, 1), reduction="batchmean", log_target=True)
+            return LossOutput(F.cross_entropy(clean, y) + beta * kl, clean, y, again=loss)
+
+        return loss(model)
 
     return objective
 
@@ -143,7 +156,6 @@ def ensemble(statics: Sequence[nn.Module], *, bf16: bool = False) -> Objective:
         source = int(torch.randint(0, len(statics) + 1, ()))
         half = len(x) // 2
         x_adv = _craft(attack, model if source == 0 else statics[source - 1], x[half:], y[half:], eps)
-        logits = model(torch.cat([x[:half], x_adv]))
-        return LossOutput(F.cross_entropy(logits, y), logits, y)
+        return _cross_entropy(torch.cat([x[:half], x_adv]), y)(model)
 
     return objective

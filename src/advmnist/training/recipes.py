@@ -32,7 +32,9 @@ class TrainConfig:
     `watchdog` (catastrophic-overfitting guard, needs `val_size`), and `select` (`best`: keep the
     epoch with the highest validation PGD accuracy), `ema` (validate, select and keep an exponential
     moving average of the weights with this decay, e.g. 0.999; 0 = off), `shift` (random translations
-    of up to this many pixels as augmentation).
+    of up to this many pixels as augmentation), `awp` (adversarial weight perturbation, Wu et al.
+    2020: take each step's gradient at weights moved up the loss by this fraction of their norm,
+    e.g. 5e-3; 0 = off) after the first `awp_warmup` fraction of training.
     """
 
     recipe: str = "standard"
@@ -61,6 +63,8 @@ class TrainConfig:
     select: str = "last"
     ema: float = 0.0  # weight averaging: the decay of an exponential moving average of the weights (0: off)
     shift: int = 0  # augmentation: translate each training image by up to this many pixels (0: off)
+    awp: float = 0.0  # adversarial weight perturbation: its size relative to each weight's norm (0: off)
+    awp_warmup: float = 0.0  # fraction of training before the weight perturbation starts
 
     def __post_init__(self) -> None:
         _choice("recipe", self.recipe, RECIPES)
@@ -84,6 +88,8 @@ class TrainConfig:
         _number("trades_beta", self.trades_beta, low=0)
         _number("watchdog_drop", self.watchdog_drop, low=0, high=1, strict=True)
         _number("ema", self.ema, low=0, high=1, open_high=True)
+        _number("awp", self.awp, low=0, high=1)
+        _number("awp_warmup", self.awp_warmup, low=0, high=1, open_high=True)
         if self.attack_rel_step is not None:
             _number("attack_rel_step", self.attack_rel_step, low=0, strict=True)
             if self.attack_rel_step > 1:

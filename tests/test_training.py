@@ -261,7 +261,8 @@ def test_fit_with_weight_averaging_returns_the_average(data, monkeypatch) -> Non
     def keep_raw(model, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         out = original(model, *args, **kwargs)
         captured["raw"] = {k: v.clone() for k, v in model.state_dict().items()}
-        captured["average"] = {k: v.clone() for k, v in args[-1].shadow.items()}
+        (average,) = [a for a in args if isinstance(a, WeightAverage)]
+        captured["average"] = {k: v.clone() for k, v in average.shadow.items()}
         return out
 
     monkeypatch.setattr(fit_module, "_train_epoch", keep_raw)

@@ -15,7 +15,8 @@ from advmnist.errors import RunDirError
 from advmnist.evaluation import evaluate
 from advmnist.evaluation.checks import cross_attack_checks
 from advmnist.evaluation.summary import summarize
-from advmnist.io import read_jsonl
+from advmnist.io import read_jsonl, write_json
+from advmnist.rundir import prepare_run_dir
 from test_checks import Quantized
 
 EPS = [0.02, 0.05, 0.1]
@@ -117,6 +118,16 @@ def test_resume_refuses_another_configuration_and_never_overwrites(tmp_path: Pat
     assert out.read_bytes() == before
     shutil.copy(out, tmp_path / "copy.jsonl")
     assert _run(out, resume=True).rows == [json.loads(line) for line in before.decode().splitlines()]
+
+
+def test_a_run_folder_resumes_when_its_settings_hold_tuples(tmp_path: Path) -> None:
+    # AutoAttack's settings hold tuples, which the config file stores as lists: still the same run.
+    config = {"attacks": {"autoattack": {"attacks": (), "targets": (1, 2)}}, "eps": ["0.3"]}
+    write_json(tmp_path / "config.json", config)
+    assert prepare_run_dir(tmp_path, config, overwrite=False, resume=True) is True
+    other = {"attacks": {"autoattack": {"attacks": ("apgd-ce",), "targets": (1, 2)}}, "eps": ["0.3"]}
+    with pytest.raises(RunDirError, match=r"another configuration \(attacks\)"):
+        prepare_run_dir(tmp_path, other, overwrite=False, resume=True)
 
 
 def test_distinct_attacks_and_labels_are_required() -> None:

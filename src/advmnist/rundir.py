@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ def prepare_run_dir(out: str | Path, config: dict[str, Any], *, overwrite: bool,
             old = read_json(marker)
         except (OSError, ValueError) as exc:
             raise RunDirError(f"{marker}: unreadable ({exc}); cannot resume") from None
+        config = json.loads(json.dumps(config))  # as written: tuples are lists in the file
         if old != config:
             diff = sorted(k for k in set(old) | set(config) if old.get(k) != config.get(k))
             raise RunDirError(f"{out}: holds a run with another configuration ({', '.join(diff)}); refusing to mix")

@@ -111,6 +111,26 @@ def test_adversarial_objectives_raise_the_loss_within_the_ball(data, monkeypatch
     assert trades(steps=5)(model, x, y, 0.2).loss.item() >= clean - 1e-6  # CE + beta * KL, KL >= 0
 
 
+def test_the_trades_walk_starts_near_x_or_anywhere_in_the_ball(data) -> None:  # noqa: ANN001
+    from advmnist.training.objectives import _trades_example
+
+    (x, _), _ = data
+    model = _model()
+    x = x[:64]
+    tiny = 1e-4  # one step this small leaves the walk where it started
+    torch.manual_seed(0)
+    near = _trades_example(model, x, 0.3, 1, tiny, "normal", False)
+    torch.manual_seed(0)
+    anywhere = _trades_example(model, x, 0.3, 1, tiny, "uniform", False)
+    assert (near - x).abs().max() < 0.01
+    assert 0.25 < (anywhere - x).abs().max() <= 0.3 + 1e-6 and anywhere.min() >= 0 and anywhere.max() <= 1
+    assert (anywhere - x).abs().mean() > 10 * (near - x).abs().mean()
+    with pytest.raises(ValueError, match="unknown TRADES start"):
+        trades(start="corner")
+    with pytest.raises(ValueError, match="unknown trades_start"):
+        TrainConfig(recipe="trades", train_eps=0.3, trades_start="corner")
+
+
 @pytest.mark.parametrize("recipe", RECIPES)
 def test_every_recipe_trains(recipe: str, data, tmp_path: Path) -> None:  # noqa: ANN001
     train, test = data
@@ -320,6 +340,9 @@ def test_cli_train_bad_input_is_one_line(tmp_path: Path, synthetic) -> None:  # 
         run_cli("train", "--recipe", "pgd", "--shift", "9", "--out", str(out), *data), "shift must be"
     )
     assert_one_line_error(run_cli("train", "--recipe", "pgd", "--awp", "-1", "--out", str(out), *data), "awp must be")
+    bad = tmp_path / "bad.toml"
+    bad.write_text('recipe = "trades"\ntrain_eps = 0.3\ntrades_start = "corner"\n')
+    assert_one_line_error(run_cli("train", "--config", str(bad), "--out", str(out), *data), "unknown trades_start")
     assert not out.exists()
 
 

@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step-size", type=float, help="pgd / trades: step as a fraction of eps (default 2.5 / steps)")
     p.add_argument("--restarts", type=int, help="pgd: random restarts (default 1)")
     p.add_argument("--beta", type=float, help="trades: weight of the KL term (default 6)")
+    p.add_argument(
+        "--trades-start",
+        choices=("normal", "uniform"),
+        help="trades: start the KL walk at x + 0.001 N(0, 1) (normal, the default) or uniform in the ball",
+    )
     p.add_argument("--ensemble", action="append", metavar="MODEL", help="ensemble: a static model (repeat)")
     p.add_argument("--val-size", type=int, help="training images held out for validation (default 0)")
     p.add_argument("--watchdog", action="store_true", default=None, help="roll back and stop on a PGD collapse")
@@ -229,6 +234,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         "attack_rel_step": args.step_size,
         "attack_restarts": args.restarts,
         "trades_beta": args.beta,
+        "trades_start": args.trades_start,
         "ensemble_models": args.ensemble,
         "val_size": args.val_size,
         "watchdog": args.watchdog,

@@ -102,16 +102,29 @@ def pgd_at(*, steps: int = 7, rel_step_size: float | None = None, restarts: int 
     return adversarial(PGD(steps=steps, rel_step_size=step, restarts=restarts, early_stop=False, bf16=bf16))
 
 
-def trades(*, beta: float = 6.0, steps: int = 7, rel_step_size: float | None = None, bf16: bool = False) -> Objective:
+TRADES_STARTS = ("normal", "uniform")
+
+
+def trades(
+    *,
+    beta: float = 6.0,
+    steps: int = 7,
+    rel_step_size: float | None = None,
+    start: str = "normal",
+    bf16: bool = False,
+) -> Objective:
     """TRADES (Zhang et al. 2019): CE on clean points + beta * KL(f(x) || f(x')), x' maximizing the KL.
 
-    The inner maximization starts at x + 0.001 * N(0, 1) and takes `steps` signed-gradient steps of
-    `rel_step_size * eps` on the KL divergence, projected onto the Linf ball.
+    The inner maximization starts at x + 0.001 * N(0, 1) (`start="normal"`, the paper's) or at a
+    uniform random point of the Linf ball (`"uniform"`, as PGD training does), then takes `steps`
+    signed-gradient steps of `rel_step_size * eps` on the KL divergence, projected onto the ball.
     """
+    if start not in TRADES_STARTS:
+        raise ValueError(f"unknown TRADES start {start!r}; choose from {', '.join(TRADES_STARTS)}")
     step = rel_step_size if rel_step_size is not None else 2.5 / steps
 
     def objective(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> LossOutput:
-        x_adv = _trades_example(model, x, eps, steps, step * eps, bf16) if eps > 0 else x
+        x_adv = _trades_example(model, x, eps, steps, step * eps, start, bf16) if eps > 0 else x
         pair = torch.cat([x, x_adv])  # (2B, 1, 28, 28): clean first
 
         def loss(net: nn.Module) -> LossOutput:
@@ -124,13 +137,16 @@ def trades(*, beta: float = 6.0, steps: int = 7, rel_step_size: float | None = N
     return objective
 
 
-def _trades_example(model: nn.Module, x: Tensor, eps: float, steps: int, step: float, bf16: bool) -> Tensor:
+def _trades_example(model: nn.Module, x: Tensor, eps: float, steps: int, step: float, start: str, bf16: bool) -> Tensor:
     with torch.autocast(device_type=x.device.type, enabled=False), eval_mode(model):
         cast = torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16)
         with torch.no_grad(), cast:
             target = F.log_softmax(model(x).float(), 1)  # (B, 10), the clean prediction
-        noise = torch.randn(x.shape, device=x.device, dtype=x.dtype)  # global RNG: checkpointed
-        x_adv = (x + 0.001 * noise).clamp(0, 1)
+        if start == "uniform":  # global RNG: checkpointed
+            noise = eps * (2 * torch.rand(x.shape, device=x.device, dtype=x.dtype) - 1)
+        else:
+            noise = 0.001 * torch.randn(x.shape, device=x.device, dtype=x.dtype)
+        x_adv = (x + noise).clamp(0, 1)
         for _ in range(steps):
             x_adv.requires_grad_(True)
             with torch.enable_grad(), cast:

@@ -11,7 +11,16 @@ from typing import Any
 
 from torch import nn
 
-from advmnist.training.objectives import Objective, ensemble, fgsm_mix, fgsm_rs, pgd_at, standard_ce, trades
+from advmnist.training.objectives import (
+    TRADES_STARTS,
+    Objective,
+    ensemble,
+    fgsm_mix,
+    fgsm_rs,
+    pgd_at,
+    standard_ce,
+    trades,
+)
 from advmnist.training.schedules import LR_SCHEDULES
 
 log = logging.getLogger(__name__)
@@ -28,7 +37,8 @@ class TrainConfig:
     Beyond the seed: `lr_schedule` (constant, step, cosine, one-cycle), `eps_ramp` (fraction of
     training over which the training eps grows linearly from 0), the inner attack of `pgd` and
     `trades` (`attack_steps`, `attack_rel_step`: step size as a fraction of eps, default
-    2.5 / steps), `val_size` training images held out for validation (never the test set),
+    2.5 / steps; `trades_start`: where the KL walk starts, near x or uniform in the ball),
+    `val_size` training images held out for validation (never the test set),
     `watchdog` (catastrophic-overfitting guard, needs `val_size`), and `select` (`best`: keep the
     epoch with the highest validation PGD accuracy), `ema` (validate, select and keep an exponential
     moving average of the weights with this decay, e.g. 0.999; 0 = off), `shift` (random translations
@@ -52,6 +62,7 @@ class TrainConfig:
     attack_restarts: int = 1
     rs_alpha: float = 1.25
     trades_beta: float = 6.0
+    trades_start: str = "normal"  # where the KL walk starts: "normal" (x + 0.001 N(0, 1)) or "uniform" in the ball
     ensemble_models: tuple[str, ...] = ()
     precision: str = "bf16"
     channels_last: bool = True
@@ -71,6 +82,7 @@ class TrainConfig:
         _choice("precision", self.precision, PRECISIONS)
         _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         _choice("select", self.select, SELECTIONS)
+        _choice("trades_start", self.trades_start, TRADES_STARTS)
         if not isinstance(self.shift, int) or isinstance(self.shift, bool) or not 0 <= self.shift <= 8:
             raise ValueError(f"shift must be an integer in [0, 8] pixels, got {self.shift!r}")
         for name in ("epochs", "batch_size", "attack_steps", "attack_restarts", "watchdog_size"):
@@ -146,7 +158,13 @@ def make_objective(cfg: TrainConfig, statics: Sequence[nn.Module] = ()) -> Objec
             steps=cfg.attack_steps, rel_step_size=cfg.attack_rel_step, restarts=cfg.attack_restarts, bf16=bf16
         )
     if cfg.recipe == "trades":
-        return trades(beta=cfg.trades_beta, steps=cfg.attack_steps, rel_step_size=cfg.attack_rel_step, bf16=bf16)
+        return trades(
+            beta=cfg.trades_beta,
+            steps=cfg.attack_steps,
+            rel_step_size=cfg.attack_rel_step,
+            start=cfg.trades_start,
+            bf16=bf16,
+        )
     if cfg.recipe == "ensemble":
         return ensemble(statics, bf16=bf16)
     return standard_ce()

@@ -2,8 +2,9 @@
 
 Prints each point's clean logit margin and input-gradient size, which attacks break it in fp32 and
 with the bf16 search, and what the official AutoAttack's white-box and Square attacks say. The
-defaults are the shipped checkpoint and the three points Square alone broke in its AutoAttack run on
-the 1,000-image subset (results/robust-seed-cnn-aug/autoattack-every10).
+defaults are the shipped checkpoint and the four points Square alone broke in our AutoAttack run on it
+on the 1,000-image subset (results/robust-seed-cnn-trades-uniform/autoattack-every10). For the
+augmented PGD checkpoint shipped before it (git b22fd96) the points were 1600 2780 3450.
     .venv/bin/python scripts/square_points.py [MODEL [POINT ...]]
 (~1 minute; the official part needs `make test`'s dev extras)
 """
@@ -19,7 +20,7 @@ import advmnist
 from advmnist.attacks import Threat, create_attack
 
 MODEL = sys.argv[1] if len(sys.argv) > 1 else "checkpoints/robust-seed-cnn.safetensors"
-POINTS = [int(a) for a in sys.argv[2:]] or [1600, 2780, 3450]  # broken_by == "square" in per_sample.jsonl
+POINTS = [int(a) for a in sys.argv[2:]] or [2730, 2770, 6460, 8110]  # broken_by == "square" in per_sample.jsonl
 model, _ = advmnist.load_model(MODEL)
 test = advmnist.load_mnist("test")
 x, y = test.x[POINTS], test.y[POINTS]

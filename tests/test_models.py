@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from advmnist.errors import CheckpointError
@@ -57,6 +58,21 @@ def test_architecture_settings_in_the_name() -> None:
         create_model("seed-cnn[depth=3]")
     with pytest.raises(ValueError, match="write name\\[key=value"):
         create_model("seed-cnn[dropout=0")
+
+
+def test_the_silu_variant_keeps_the_layers_and_pools_after_the_activation() -> None:
+    torch.manual_seed(0)
+    relu = create_model("seed-cnn[dropout=0]").eval()
+    silu = create_model("seed-cnn[dropout=0,activation=silu]").eval()
+    assert silu.arch_kwargs == {"dropout": 0, "activation": "silu"} and count_parameters(silu) == 3_274_634
+    silu.load_state_dict(relu.state_dict())  # the same tensors fit: only the nonlinearity differs
+    x = torch.rand(4, 1, 28, 28)
+    h = silu.normalize(x)
+    expected = silu.fc2(F.silu(silu.fc1(silu.pool(F.silu(silu.conv2(silu.pool(F.silu(silu.conv1(h)))))).flatten(1))))
+    assert torch.allclose(silu(x), expected, atol=1e-5)  # SiLU before max-pool (they do not commute)
+    assert not torch.allclose(silu(x), relu(x), atol=1e-3)
+    with pytest.raises(ValueError, match="activation must be one of relu, silu, not 'tanh'"):
+        create_model("seed-cnn[activation=tanh]")
 
 
 def test_registry_lists_and_rejects() -> None:

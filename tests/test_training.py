@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advmnist.attacks import PGD, Threat
 from advmnist.config import train_config
 from advmnist.data import DatasetSpec, load_mnist
 from advmnist.data.augment import random_shift
@@ -25,6 +26,7 @@ from advmnist.training import (
     fit,
     lr_at,
     make_objective,
+    mart,
     pgd_at,
     split_validation,
     standard_ce,
@@ -109,6 +111,29 @@ def test_adversarial_objectives_raise_the_loss_within_the_ball(data, monkeypatch
     assert (x_adv - x).abs().max() <= 0.2 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
     assert (x_adv - x).abs().max() > 0.19  # PGD without early stop walks to the edge of the ball
     assert trades(steps=5)(model, x, y, 0.2).loss.item() >= clean - 1e-6  # CE + beta * KL, KL >= 0
+    torch.manual_seed(1)
+    adv = pgd_at(steps=5)(model, x, y, 0.2).loss.item()
+    torch.manual_seed(1)  # the same PGD examples: boosted CE >= CE, and the weighted KL >= 0
+    assert mart(steps=5)(model, x, y, 0.2).loss.item() > adv
+
+
+def test_mart_loss_is_the_papers_formula(data) -> None:  # noqa: ANN001
+    (x, y), _ = data
+    model = _model()
+    x, y = x[:16], y[:16]
+    torch.manual_seed(0)
+    out = mart(beta=3.0, steps=2)(model, x, y, 0.2)
+    from advmnist.training.objectives import _seed
+
+    torch.manual_seed(0)  # the same random start: the same examples
+    x_adv = PGD(steps=2, rel_step_size=1.25, early_stop=False).generate(model, x, y, Threat("linf", 0.2), seed=_seed())
+    p_adv, p_clean = model(x_adv).softmax(1).double(), model(x).softmax(1).double()
+    rival = p_adv.scatter(1, y[:, None], -1.0).max(1).values  # largest wrong-class probability
+    boosted = -p_adv.gather(1, y[:, None]).log().mean() - (1 - rival).log().mean()
+    kl = (p_clean * (p_clean.log() - p_adv.log())).sum(1)
+    expected = boosted + 3.0 * (kl * (1 - p_clean.gather(1, y[:, None]).squeeze(1))).mean()
+    assert torch.allclose(out.loss.double(), expected, rtol=1e-4)
+    assert torch.allclose(out.logits, model(x_adv), atol=1e-5)  # accuracy is tracked on the PGD examples
 
 
 def test_the_trades_walk_starts_near_x_or_anywhere_in_the_ball(data) -> None:  # noqa: ANN001
@@ -343,6 +368,10 @@ def test_cli_train_bad_input_is_one_line(tmp_path: Path, synthetic) -> None:  # 
     bad = tmp_path / "bad.toml"
     bad.write_text('recipe = "trades"\ntrain_eps = 0.3\ntrades_start = "corner"\n')
     assert_one_line_error(run_cli("train", "--config", str(bad), "--out", str(out), *data), "unknown trades_start")
+    assert_one_line_error(
+        run_cli("train", "--recipe", "mart", "--arch", "seed-cnn[activation=tanh]", "--out", str(out), *data),
+        "activation must be one of relu, silu, not 'tanh'",
+    )
     assert not out.exists()
 
 

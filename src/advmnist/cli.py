@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", parents=[common], help="train one model (recipes: see --recipe)")
     p.add_argument("--config", help="a TOML preset (configs/*.toml); flags given here override it")
-    p.add_argument("--recipe", help="standard, fgsm-mix, fgsm-rs, pgd, trades or ensemble")
+    p.add_argument("--recipe", help="standard, fgsm-mix, fgsm-rs, pgd, trades, mart or ensemble")
     p.add_argument("--epochs", type=int, help="default: 5 (standard), 8 (the others)")
     p.add_argument("--seed", type=int)
     p.add_argument("--eps", help="training eps, Linf (default 8/255; fractions allowed)")
@@ -57,10 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-schedule", help="constant (default), step, cosine or one-cycle")
     p.add_argument("--momentum", type=float)
     p.add_argument("--weight-decay", type=float)
-    p.add_argument("--steps", type=int, help="pgd / trades: attack steps per example (default 7)")
-    p.add_argument("--step-size", type=float, help="pgd / trades: step as a fraction of eps (default 2.5 / steps)")
+    p.add_argument("--steps", type=int, help="pgd / trades / mart: attack steps per example (default 7)")
+    p.add_argument("--step-size", type=float, help="pgd / trades / mart: step per eps (default 2.5 / steps)")
     p.add_argument("--restarts", type=int, help="pgd: random restarts (default 1)")
-    p.add_argument("--beta", type=float, help="trades: weight of the KL term (default 6)")
+    p.add_argument("--beta", type=float, help="trades / mart: weight of the KL term (default 6)")
     p.add_argument(
         "--trades-start",
         choices=("normal", "uniform"),

@@ -57,6 +57,7 @@ def train_model(
     missing = [p for p in cfg.ensemble_models if not Path(p).is_file()]
     if missing:
         raise ConfigError(f"ensemble model(s) not found: {', '.join(missing)}")
+    create_model(arch)  # a bad architecture or setting fails here, before the run folder is touched
     config = {"task": "train", "arch": arch, "n_train": n_train, "data_dir": data_dir, **cfg.to_dict()}
     prepare_run_dir(out, config, overwrite=overwrite, resume=resume)
     spec = _spec(checksums)

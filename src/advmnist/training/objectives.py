@@ -158,6 +158,36 @@ def _trades_example(model: nn.Module, x: Tensor, eps: float, steps: int, step: f
         return x_adv.detach()
 
 
+def mart(*, beta: float = 6.0, steps: int = 7, rel_step_size: float | None = None, bf16: bool = False) -> Objective:
+    """MART (Wang et al. 2020): boosted CE on PGD examples + beta * KL(f(x) || f(x')) * (1 - f(x)_y).
+
+    The examples are PGD training's (cross-entropy, uniform start, every step walked). The boosted CE
+    also pushes down the strongest wrong class, and the KL term weighs most the points the model
+    misclassifies or barely gets right on clean inputs: the points that decide robust accuracy.
+    """
+    step = rel_step_size if rel_step_size is not None else 2.5 / steps
+    attack = PGD(steps=steps, rel_step_size=step, early_stop=False, bf16=bf16)
+
+    def objective(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> LossOutput:
+        pair = torch.cat([x, _craft(attack, model, x, y, eps)])  # (2B, 1, 28, 28): clean first
+
+        def loss(net: nn.Module) -> LossOutput:
+            clean, adv = net(pair).float().chunk(2)  # (B, 10) each
+            log_adv, log_clean = F.log_softmax(adv, 1), F.log_softmax(clean, 1)
+            is_y = F.one_hot(y, adv.shape[1]).bool()
+            rival = adv.masked_fill(is_y, -torch.inf).argmax(1, keepdim=True)  # (B, 1) the strongest wrong class
+            # log(1 - p_rival) = logsumexp over the other classes - logsumexp over all: stable near p_rival = 1
+            log_not_rival = adv.scatter(1, rival, -torch.inf).logsumexp(1) - adv.logsumexp(1)
+            boosted = F.cross_entropy(adv, y) - log_not_rival.mean()
+            kl = (log_clean.exp() * (log_clean - log_adv)).sum(1)  # (B,) KL(f(x) || f(x'))
+            weight = 1 - log_clean.exp().gather(1, y[:, None]).squeeze(1)  # (B,) 1 - clean prob of y
+            return LossOutput(boosted + beta * (kl * weight).mean(), adv, y, again=loss)
+
+        return loss(model)
+
+    return objective
+
+
 def ensemble(statics: Sequence[nn.Module], *, bf16: bool = False) -> Objective:
     """Ensemble adversarial training (Tramèr et al. 2018): half clean, half FGSM-RS examples.
 

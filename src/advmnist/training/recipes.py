@@ -17,6 +17,7 @@ from advmnist.training.objectives import (
     ensemble,
     fgsm_mix,
     fgsm_rs,
+    mart,
     pgd_at,
     standard_ce,
     trades,
@@ -25,7 +26,7 @@ from advmnist.training.schedules import LR_SCHEDULES
 
 log = logging.getLogger(__name__)
 
-RECIPES = ("standard", "fgsm-mix", "fgsm-rs", "pgd", "trades", "ensemble")
+RECIPES = ("standard", "fgsm-mix", "fgsm-rs", "pgd", "trades", "mart", "ensemble")
 PRECISIONS = ("fp32", "bf16")
 SELECTIONS = ("last", "best")
 
@@ -35,9 +36,10 @@ class TrainConfig:
     """Everything that decides a training run (its fingerprint for resuming).
 
     Beyond the seed: `lr_schedule` (constant, step, cosine, one-cycle), `eps_ramp` (fraction of
-    training over which the training eps grows linearly from 0), the inner attack of `pgd` and
-    `trades` (`attack_steps`, `attack_rel_step`: step size as a fraction of eps, default
-    2.5 / steps; `trades_start`: where the KL walk starts, near x or uniform in the ball),
+    training over which the training eps grows linearly from 0), the inner attack of `pgd`, `trades`
+    and `mart` (`attack_steps`, `attack_rel_step`: step size as a fraction of eps, default 2.5 / steps;
+    `trades_start`: where the KL walk starts, near x or uniform in the ball), `trades_beta` (the
+    weight of the KL term of `trades` and `mart`),
     `val_size` training images held out for validation (never the test set),
     `watchdog` (catastrophic-overfitting guard, needs `val_size`), and `select` (`best`: keep the
     epoch with the highest validation PGD accuracy), `ema` (validate, select and keep an exponential
@@ -61,7 +63,7 @@ class TrainConfig:
     attack_rel_step: float | None = None
     attack_restarts: int = 1
     rs_alpha: float = 1.25
-    trades_beta: float = 6.0
+    trades_beta: float = 6.0  # the KL weight of trades and of mart
     trades_start: str = "normal"  # where the KL walk starts: "normal" (x + 0.001 N(0, 1)) or "uniform" in the ball
     ensemble_models: tuple[str, ...] = ()
     precision: str = "bf16"
@@ -165,6 +167,8 @@ def make_objective(cfg: TrainConfig, statics: Sequence[nn.Module] = ()) -> Objec
             start=cfg.trades_start,
             bf16=bf16,
         )
+    if cfg.recipe == "mart":
+        return mart(beta=cfg.trades_beta, steps=cfg.attack_steps, rel_step_size=cfg.attack_rel_step, bf16=bf16)
     if cfg.recipe == "ensemble":
         return ensemble(statics, bf16=bf16)
     return standard_ce()

@@ -27,6 +27,7 @@ if [[ $what == train || $what == all ]]; then
         --ensemble "$OUT/fgsm-mix/model.safetensors"
     train pgd --recipe pgd --steps 7
     train trades --recipe trades --steps 7 --beta 6
+    train mart --recipe mart --steps 7 --beta 6
     train small-cnn --recipe pgd --steps 7 --arch small-cnn
     train seed-cnn-wide --recipe pgd --steps 7 --arch seed-cnn-wide
 fi
@@ -34,9 +35,9 @@ fi
 if [[ $what == eval || $what == all ]]; then
     m() { echo "--model $1=$OUT/$1/model.safetensors"; }
     # shellcheck disable=SC2046
-    $ADV compare $(m standard) $(m fgsm-mix) $(m fgsm-rs) $(m ensemble) $(m pgd) $(m trades) \
+    $ADV compare $(m standard) $(m fgsm-mix) $(m fgsm-rs) $(m ensemble) $(m pgd) $(m trades) $(m mart) \
         --model robust-checkpoint=checkpoints/robust-seed-cnn.safetensors \
-        --title "Training recipes, seed CNN, 6 epochs each (the committed checkpoint: 42)" \
+        --title "Training recipes, seed CNN, 6 epochs each (and the shipped checkpoint)" \
         --out "$OUT/recipes" --resume
     # shellcheck disable=SC2046
     $ADV compare $(m small-cnn) --model seed-cnn="$OUT/pgd/model.safetensors" $(m seed-cnn-wide) \

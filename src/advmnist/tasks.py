@@ -57,15 +57,14 @@ def train_model(
     missing = [p for p in cfg.ensemble_models if not Path(p).is_file()]
     if missing:
         raise ConfigError(f"ensemble model(s) not found: {', '.join(missing)}")
-    create_model(arch)  # a bad architecture or setting fails here, before the run folder is touched
+    torch.manual_seed(cfg.seed)
+    model = create_model(arch)  # a bad architecture or setting fails here, before the run folder is touched
     config = {"task": "train", "arch": arch, "n_train": n_train, "data_dir": data_dir, **cfg.to_dict()}
     prepare_run_dir(out, config, overwrite=overwrite, resume=resume)
     spec = _spec(checksums)
     train, test = load_mnist("train", data_dir, n_train, spec=spec), load_mnist("test", data_dir, spec=spec)
     write_json(out / "config.json", config)
     manifest = make_manifest(cfg.seed, device, {**train.sha256, **test.sha256}, command)
-    torch.manual_seed(cfg.seed)
-    model = create_model(arch)
     result = fit(
         model,
         (train.x, train.y),

@@ -96,10 +96,15 @@ def fgsm_rs(*, alpha: float = 1.25, bf16: bool = False) -> Objective:
     return adversarial(FGSM(random_start=True, rel_step_size=alpha, early_stop=False, bf16=bf16))
 
 
+def _training_pgd(steps: int, rel_step_size: float | None, restarts: int = 1, bf16: bool = False) -> PGD:
+    """The PGD of adversarial training: steps of `rel_step_size` eps (default 2.5 / steps), no early stop."""
+    step = rel_step_size if rel_step_size is not None else 2.5 / steps
+    return PGD(steps=steps, rel_step_size=step, restarts=restarts, early_stop=False, bf16=bf16)
+
+
 def pgd_at(*, steps: int = 7, rel_step_size: float | None = None, restarts: int = 1, bf16: bool = False) -> Objective:
     """PGD adversarial training (Madry et al. 2018): every step walks, no early stop at the boundary."""
-    step = rel_step_size if rel_step_size is not None else 2.5 / steps
-    return adversarial(PGD(steps=steps, rel_step_size=step, restarts=restarts, early_stop=False, bf16=bf16))
+    return adversarial(_training_pgd(steps, rel_step_size, restarts, bf16))
 
 
 TRADES_STARTS = ("normal", "uniform")
@@ -165,8 +170,7 @@ def mart(*, beta: float = 6.0, steps: int = 7, rel_step_size: float | None = Non
     also pushes down the strongest wrong class, and the KL term weighs most the points the model
     misclassifies or barely gets right on clean inputs: the points that decide robust accuracy.
     """
-    step = rel_step_size if rel_step_size is not None else 2.5 / steps
-    attack = PGD(steps=steps, rel_step_size=step, early_stop=False, bf16=bf16)
+    attack = _training_pgd(steps, rel_step_size, bf16=bf16)
 
     def objective(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> LossOutput:
         pair = torch.cat([x, _craft(attack, model, x, y, eps)])  # (2B, 1, 28, 28): clean first

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -355,3 +358,21 @@ def test_eval_any_user_model_via_a_factory(tmp_path: Path, synthetic) -> None:  
         ),
         "weights of another architecture",
     )
+
+
+def test_a_closed_stdout_is_no_traceback() -> None:
+    """`advmnist attacks | head -1`: the reader leaves early; no traceback, the shell's SIGPIPE code."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "advmnist", "attacks"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.returncode == 141, proc.stderr
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr

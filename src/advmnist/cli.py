@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 EXIT_USAGE = 2
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as the shell reports a command whose reader left
 
 
 class _Parser(argparse.ArgumentParser):
@@ -528,7 +530,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        code = func(args)
+        sys.stdout.flush()  # a closed pipe shows up here, not at exit after main returned
+        return code
+    except BrokenPipeError:
+        # the reader of stdout went away (`advmnist eval ... | head`); files are already written
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return EXIT_BROKEN_PIPE
     except (AdvmnistError, ValueError, TypeError) as exc:
         print(f"advmnist {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -136,6 +136,10 @@ def test_bad_config_files(tmp_path: Path) -> None:
         run_cli("run", "--config", str(bad), "--out", str(tmp_path / "r")), "epochs must be an integer >= 1"
     )
     assert_one_line_error(run_cli("run", "--config", str(tmp_path / "none.toml")), "config file not found")
+    bad.write_text('base = "seed-typo.toml"\n')
+    assert_one_line_error(
+        run_cli("run", "--config", str(bad), "--out", str(tmp_path / "r")), "seed-typo.toml (base of "
+    )
     assert not (tmp_path / "r").exists()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 from pathlib import Path
@@ -340,6 +341,53 @@ def test_train_config_presets_and_overrides(tmp_path: Path) -> None:
         train_config(None, recipe="fgsm-rs", watchdog=True)
     with pytest.raises(ConfigError, match="needs static pre-trained models"):
         train_config(None, recipe="ensemble")
+
+
+def test_a_preset_names_its_base_and_holds_only_the_change(tmp_path: Path) -> None:
+    from advmnist.config import load_config
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "full.toml").write_text('recipe = "pgd"\ntrain_eps = "0.3"\nepochs = 40\nlr = 0.02\n')
+    (tmp_path / "sub" / "more.toml").write_text('base = "../full.toml"\nepochs = 48\n')  # relative to the file
+    (tmp_path / "sub" / "twice.toml").write_text('base = "more.toml"\nlr = 0.04\n')
+    cfg, _ = train_config(tmp_path / "sub" / "twice.toml", epochs=50)  # a flag still wins over every file
+    assert (cfg.recipe, cfg.train_eps, cfg.epochs, cfg.lr) == ("pgd", 0.3, 50, 0.04)
+    assert train_config(tmp_path / "sub" / "more.toml")[0].epochs == 48
+
+    study = tmp_path / "study.toml"
+    study.write_text(f'base = "{ROOT / "configs" / "seed.toml"}"\n[baseline]\nepochs = 1\n')
+    seed = load_config(ROOT / "configs" / "seed.toml")
+    mine = load_config(study)
+    assert mine.baseline.epochs == 1 and mine.baseline.recipe == seed.baseline.recipe  # tables merge key by key
+    assert mine.defended == seed.defended
+
+    (tmp_path / "a.toml").write_text('base = "b.toml"\n')
+    (tmp_path / "b.toml").write_text('base = "a.toml"\n')
+    with pytest.raises(ConfigError, match="leads back to itself"):
+        train_config(tmp_path / "a.toml")
+    (tmp_path / "lost.toml").write_text('base = "nowhere.toml"\nrecipe = "pgd"\n')
+    with pytest.raises(ConfigError, match=r"nowhere.toml \(base of .*lost.toml\): config file not found"):
+        train_config(tmp_path / "lost.toml")
+    (tmp_path / "odd.toml").write_text("base = 3\n")
+    with pytest.raises(ConfigError, match="base must be the name of another TOML file"):
+        train_config(tmp_path / "odd.toml")
+
+
+def test_each_robust_preset_resolves_to_the_settings_its_committed_run_recorded() -> None:
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    checked = 0
+    for preset in sorted((ROOT / "configs").glob("train-robust*.toml")):
+        recorded = ROOT / "results" / f"robust-seed-cnn{preset.stem.removeprefix('train-robust')}" / "config.json"
+        if not recorded.exists():
+            continue  # the SiLU run was stopped before it wrote a model
+        run = json.loads(recorded.read_text())
+        cfg, arch = train_config(preset)
+        settings = {**dataclasses.asdict(cfg), "arch": arch, "ensemble_models": list(cfg.ensemble_models)}
+        for key, value in settings.items():
+            # a field added after the run was made is not in its config.json and must be at its default
+            assert value == run.get(key, defaults.get(key)), (preset.name, key, value, run.get(key))
+        checked += 1
+    assert checked >= 15
 
 
 def test_a_step_larger_than_eps_is_allowed_but_warned(caplog) -> None:  # noqa: ANN001

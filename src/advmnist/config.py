@@ -121,16 +121,42 @@ def config_from_dict(raw: dict[str, Any], where: str = "config") -> StudyConfig:
 
 def _read_toml(path: str | Path | None, overrides: dict[str, Any]) -> dict[str, Any]:
     """The TOML file's table (empty when `path` is None) with the `overrides` that are not None."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        try:
-            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    raw = _read_preset(Path(path), ()) if path is not None else {}
     raw.update({k: v for k, v in overrides.items() if v is not None})
     return raw
+
+
+def _read_preset(path: Path, included_by: tuple[Path, ...]) -> dict[str, Any]:
+    """A TOML file's table on top of the one its `base = "other.toml"` key names (relative to the file).
+
+    A preset that changes one setting of another names it as its base and holds only the change; keys
+    of the file win over its base's, tables (`[baseline]`) merge key by key. A base chain may not loop.
+    """
+    where = f"{path} (base of {included_by[0]})" if included_by else str(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: config file not found") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{where}: not valid TOML ({exc})") from None
+    if "base" not in raw:
+        return raw
+    base = raw.pop("base")
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: base must be the name of another TOML file, not {base!r}")
+    base_path = path.parent / base
+    if base_path.resolve() in {p.resolve() for p in (path, *included_by)}:
+        raise ConfigError(f"{path}: base {base!r} leads back to itself")
+    return _merged(_read_preset(base_path, (path, *included_by)), raw)
+
+
+def _merged(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `top`'s keys over it; a table in both merges key by key."""
+    out = dict(base)
+    for key, value in top.items():
+        both_tables = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merged(out[key], value) if both_tables else value
+    return out
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> StudyConfig:

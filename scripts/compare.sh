@@ -4,13 +4,20 @@
 # lr 0.05, bf16 + channels_last, 1,000 held-out validation images, watchdog, best epoch kept); PGD-AT
 # then trains three architecture sizes under that same budget. `advmnist compare` evaluates each
 # group alike: FGSM and PGD-50 on every 10th test image, AutoAttack on every 50th, eps 0.1/0.2/0.3.
+# `final` compares the defenses at their full budget the same way: the two PGD checkpoints shipped before
+# the TRADES one (taken from git history), the shipped TRADES checkpoint, MART (45 min to train) and TRADES
+# for 90 epochs (100 min), the last two trained from their presets unless already there.
 # Every step resumes after a kill.
-#   bash scripts/compare.sh [train|eval|all]   (default all; OUT=runs/compare)
+#   bash scripts/compare.sh [train|eval|all|final]   (default all; OUT=runs/compare)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ADV=${ADV:-.venv/bin/advmnist}
 OUT=${OUT:-runs/compare}
 what=${1:-all}
+case $what in
+    train | eval | all | final) ;;
+    *) echo "usage: bash scripts/compare.sh [train|eval|all|final], not '$what'" >&2; exit 2 ;;
+esac
 budget=(--epochs 6 --eps 0.3 --eps-ramp 0.3 --lr 0.05 --lr-schedule one-cycle --precision bf16
         --val-size 1000 --watchdog --select best --seed 42)
 
@@ -42,4 +49,23 @@ if [[ $what == eval || $what == all ]]; then
     # shellcheck disable=SC2046
     $ADV compare $(m small-cnn) --model seed-cnn="$OUT/pgd/model.safetensors" $(m seed-cnn-wide) \
         --title "Robustness vs capacity: PGD-7 AT, 6 epochs each" --out "$OUT/architectures" --resume
+fi
+
+if [[ $what == final ]]; then
+    for shipped in 3d3791a:pgd f7f5fb8:pgd-aug; do  # commit:name of the checkpoints shipped before
+        rev=${shipped%%:*} name=${shipped##*:}
+        if [[ ! -f $OUT/final-models/$name/model.json ]]; then
+            mkdir -p "$OUT/final-models/$name"
+            git show "$rev:checkpoints/robust-seed-cnn.safetensors" > "$OUT/final-models/$name/model.safetensors"
+            git show "$rev:checkpoints/robust-seed-cnn.json" > "$OUT/final-models/$name/model.json.tmp"
+            mv "$OUT/final-models/$name/model.json.tmp" "$OUT/final-models/$name/model.json"
+        fi
+    done
+    $ADV train --config configs/train-robust-mart.toml --out "$OUT/final-models/mart" --resume
+    $ADV train --config configs/train-robust-trades-2h.toml --out "$OUT/final-models/trades-90ep" --resume
+    f() { echo "--model $1=$OUT/final-models/$1/model.safetensors"; }
+    # shellcheck disable=SC2046
+    $ADV compare $(f pgd) $(f pgd-aug) --model trades=checkpoints/robust-seed-cnn.safetensors $(f mart) \
+        $(f trades-90ep) --title "Defenses at their full budget, seed CNN, Linf: the final comparison" \
+        --out "$OUT/final" --resume
 fi

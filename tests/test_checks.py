@@ -72,6 +72,5 @@ def test_rising_accuracy_is_flagged() -> None:
 def test_evaluate_records_the_checks() -> None:
     x, y = _batch()
     result = evaluate(Quantized(_model()), x, y, attack="fgsm", epsilons=[0.1, 0.3])
-    flagged = {c["name"] for c in result.checks if not c["passed"]}
-    assert "input gradients informative" in flagged
-    assert all({"name", "passed", "measured", "why"} <= set(c) for c in result.checks)
+    assert "input gradients informative" in {c.name for c in result.flagged}
+    assert all({"name", "passed", "measured", "why"} == set(c.to_json()) for c in result.checks)

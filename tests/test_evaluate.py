@@ -14,7 +14,7 @@ from advmnist.attacks import PGD, AutoAttack, Square
 from advmnist.errors import RunDirError
 from advmnist.evaluation import evaluate
 from advmnist.evaluation.checks import cross_attack_checks
-from advmnist.evaluation.summary import summarize
+from advmnist.evaluation.results import summarize
 from advmnist.io import read_jsonl, write_json
 from advmnist.rundir import prepare_run_dir
 from test_checks import Quantized
@@ -58,14 +58,14 @@ def test_rows_hold_every_attack_and_eps_and_the_summary_follows_from_them(tmp_pa
                 assert (cell["broken_by"] is not None) == (cell["success"] and row["clean_pred"] == row["label"])
     aa = ev["autoattack"]
     for r in aa.results:
-        broken = round((ev.clean_accuracy["value"] - r["robust_accuracy"]["value"]) * 60)
-        assert sum(r["broken_by"].values()) == broken and set(r["broken_by"]) <= {"fgsm", "bim"}
-        assert r["queries"]["total"] > 0
+        broken = round((ev.clean_accuracy.value - r.robust_accuracy.value) * 60)
+        assert sum(r.broken_by.values()) == broken and set(r.broken_by) <= {"fgsm", "bim"}
+        assert r.queries_total is not None and r.queries_total > 0
     batches = list(read_jsonl(tmp_path / "rows.batches.jsonl"))
     assert [b["start"] for b in batches] == [0, 16, 32, 48]
     assert aa.forwards == sum(b["cost"]["autoattack"]["forwards"] for b in batches) > 0
     costs = [b["cost"] for b in batches]
-    budgets = [(r["eps_label"], r["eps"]) for r in aa.results]
+    budgets = [(r.eps_label, r.eps) for r in aa.results]
     attacks = [(a.attack, a.settings) for a in ev.attacks]
     clean, again = summarize(rows, costs, attacks, "linf", budgets, 0)
     assert clean == ev.clean_accuracy and [a.results for a in again] == [a.results for a in ev.attacks]
@@ -78,16 +78,14 @@ def test_a_point_broken_at_a_small_eps_stays_broken_at_larger_ones() -> None:
             hits = [cells[label]["success"] for label in ("0.02", "0.05", "0.1")]
             assert hits == sorted(hits)  # False ... False True ... True
     for result in ev.attacks:
-        values = [r["robust_accuracy"]["value"] for r in result.results]
+        values = [r.robust_accuracy.value for r in result.results]
         assert values == sorted(values, reverse=True)
 
 
 def test_the_cascade_is_at_least_as_strong_as_each_of_its_parts() -> None:
     ev = _run()
     for fgsm, pgd, aa in zip(*(ev[n].results for n in ("fgsm", "pgd", "autoattack")), strict=True):
-        assert aa["robust_accuracy"]["correct"] <= min(
-            fgsm["robust_accuracy"]["correct"], pgd["robust_accuracy"]["correct"]
-        )
+        assert aa.robust_accuracy.correct <= min(fgsm.robust_accuracy.correct, pgd.robust_accuracy.correct)
 
 
 def test_a_killed_evaluation_resumes_to_the_same_result(tmp_path: Path) -> None:
@@ -166,6 +164,6 @@ def test_a_masking_model_is_flagged_by_the_black_box_check() -> None:
     with torch.no_grad():
         y = model(x).argmax(1)
     ev = evaluate(model, x, y, attack=[PGD(steps=5), Square(queries=300)], epsilons=[0.3], batch_size=64)
-    flags = {c["name"]: c for c in ev.checks}
-    assert not flags["input gradients informative"]["passed"]
-    assert not flags["black-box (Square) not beating white-box"]["passed"], flags
+    flags = {c.name: c for c in ev.checks}
+    assert not flags["input gradients informative"].passed
+    assert not flags["black-box (Square) not beating white-box"].passed, flags

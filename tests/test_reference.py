@@ -166,7 +166,7 @@ AA_EPS = 0.2  # the model is partly robust here (test_the_model_is_partly_robust
 @pytest.fixture(scope="module")
 def official_aa(model, data) -> float:  # noqa: ANN001
     """The official AutoAttack's robust accuracy (computed once: ~45 s here)."""
-    from advmnist.bench_autoattack import official_autoattack
+    from advmnist.bench.autoattack import official_autoattack
 
     _, _, x, y = data
     return robust(model, x, y, official_autoattack(model, x, y, AA_EPS, seed=0)).float().mean().item()

@@ -23,10 +23,12 @@ from advmnist.training import (
     TrainConfig,
     Watchdog,
     WeightAverage,
+    all_settings,
+    create_recipe,
     eps_at,
+    evaluate_clean,
     fit,
     lr_at,
-    make_objective,
     mart,
     pgd_at,
     split_validation,
@@ -36,6 +38,7 @@ from advmnist.training import (
 from conftest import ROOT, run_cli
 
 fit_module = importlib.import_module("advmnist.training.fit")  # the module (the package exports the function)
+callbacks_module = importlib.import_module("advmnist.training.callbacks")
 
 # a small CNN (conv, pool, fc): big enough to learn the synthetic digits in a few epochs, quick here
 TINY = {"batch_size": 64, "lr": 0.05, "precision": "fp32"}
@@ -56,6 +59,13 @@ def data(synthetic) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tens
     spec = DatasetSpec.from_checksums(synthetic[1])
     train, test = load_mnist("train", synthetic[0], spec=spec), load_mnist("test", synthetic[0], spec=spec)
     return (train.x, train.y), (test.x, test.y)
+
+
+def _config(recipe: str, **settings: object) -> TrainConfig:
+    """A config of `recipe` from flat settings; recipe settings that `recipe` does not take are left out."""
+    owners = all_settings()
+    kept = {k: v for k, v in settings.items() if k not in owners or recipe in owners[k]}
+    return TrainConfig.from_dict({"recipe": recipe, **kept})
 
 
 def _model() -> nn.Module:
@@ -154,17 +164,17 @@ def test_the_trades_walk_starts_near_x_or_anywhere_in_the_ball(data) -> None:  #
     with pytest.raises(ValueError, match="unknown TRADES start"):
         trades(start="corner")
     with pytest.raises(ValueError, match="unknown trades_start"):
-        TrainConfig(recipe="trades", train_eps=0.3, trades_start="corner")
+        _config("trades", train_eps=0.3, trades_start="corner")
 
 
-@pytest.mark.parametrize("recipe", RECIPES)
+@pytest.mark.parametrize("recipe", list(RECIPES))
 def test_every_recipe_trains(recipe: str, data, tmp_path: Path) -> None:  # noqa: ANN001
     train, test = data
     extra: dict[str, object] = {"train_eps": 0.1}
     if recipe == "ensemble":
         save_model(create_model("linear"), tmp_path / "static")
         extra["ensemble_models"] = (str(tmp_path / "static.safetensors"),)
-    cfg = TrainConfig(recipe=recipe, epochs=1, attack_steps=2, **TINY, **extra)  # type: ignore[arg-type]
+    cfg = _config(recipe, epochs=1, attack_steps=2, **TINY, **extra)
     model = _model()
     before = [p.detach().clone() for p in model.parameters()]
     result = fit(model, train, test, cfg)
@@ -188,7 +198,7 @@ def test_collapse_rolls_back_to_the_last_good_epoch_and_stops(data, tmp_path: Pa
     train, _ = data
     cfg = TrainConfig(recipe="fgsm-rs", epochs=4, train_eps=0.1, val_size=64, watchdog=True, **TINY)
     scripted = iter([0.5, 0.6, 0.1, 0.7])  # epoch 3 collapses (0.1 < 0.6 - 0.2)
-    monkeypatch.setattr(fit_module, "validate", lambda *a, **k: {"val_clean": 0.9, "val_pgd": next(scripted)})
+    monkeypatch.setattr(callbacks_module, "validate", lambda *a, **k: {"val_clean": 0.9, "val_pgd": next(scripted)})
     model = _model()
     result = fit(model, train, None, cfg, state_dir=tmp_path / "state")
     assert (
@@ -200,9 +210,9 @@ def test_collapse_rolls_back_to_the_last_good_epoch_and_stops(data, tmp_path: Pa
 
     # The weights are those after epoch 2: a run stopped there by itself (same RNG path) has them too.
     scripted2 = iter([0.5, 0.6])
-    monkeypatch.setattr(fit_module, "validate", lambda *a, **k: {"val_clean": 0.9, "val_pgd": next(scripted2)})
+    monkeypatch.setattr(callbacks_module, "validate", lambda *a, **k: {"val_clean": 0.9, "val_pgd": next(scripted2)})
     two = _model()
-    fit(two, train, None, TrainConfig(**{**cfg.to_dict(), "epochs": 2, "ensemble_models": ()}))
+    fit(two, train, None, TrainConfig.from_dict({**cfg.to_dict(), "epochs": 2}))
     # constant lr and no ramp: epoch 2 does not depend on how many epochs were planned
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), two.state_dict().values(), strict=True))
     resumed = fit(_model(), train, None, cfg, state_dir=tmp_path / "state", resume=True)
@@ -216,8 +226,8 @@ def test_collapse_rolls_back_to_the_last_good_epoch_and_stops(data, tmp_path: Pa
 )
 def test_resume_after_a_kill_gives_the_same_final_metrics(data, tmp_path: Path, monkeypatch, ema, shift, awp) -> None:  # noqa: ANN001
     train, test = data
-    cfg = TrainConfig(
-        recipe="pgd", epochs=3, train_eps=0.1, attack_steps=2, eps_ramp=0.5, lr_schedule="cosine",
+    cfg = _config(
+        "pgd", epochs=3, train_eps=0.1, attack_steps=2, eps_ramp=0.5, lr_schedule="cosine",
         val_size=64, select="best", ema=ema, shift=shift, awp=awp, awp_warmup=0.3, **TINY,
     )  # fmt: skip
     whole = fit(_model(), train, test, cfg, state_dir=tmp_path / "whole")
@@ -252,14 +262,14 @@ def test_a_checkpoint_from_before_a_new_setting_resumes_unless_the_setting_is_us
     meta = json.loads((tmp_path / "state.json").read_text())
     del meta["fingerprint"]["awp"], meta["fingerprint"]["awp_warmup"]  # written before awp existed
     (tmp_path / "state.json").write_text(json.dumps(meta))
-    more = TrainConfig(**{**cfg.to_dict(), "epochs": 2, "ensemble_models": ()})
+    more = TrainConfig.from_dict({**cfg.to_dict(), "epochs": 2})
     with pytest.raises(RunDirError, match="another training configuration"):
         fit(_model(), train, None, more, state_dir=tmp_path, resume=True)  # epochs differ: refused
     meta["fingerprint"]["epochs"] = 2  # (only to reach the awp check: the fingerprint otherwise matches)
     (tmp_path / "state.json").write_text(json.dumps(meta))
     assert fit(_model(), train, None, more, state_dir=tmp_path, resume=True).resumed_from_epoch == 1
     with pytest.raises(RunDirError, match="another training configuration"):
-        awp = TrainConfig(**{**more.to_dict(), "awp": 0.01, "ensemble_models": ()})
+        awp = TrainConfig.from_dict({**more.to_dict(), "awp": 0.01})
         fit(_model(), train, None, awp, state_dir=tmp_path, resume=True)  # the new setting used: refused
 
 
@@ -304,11 +314,11 @@ def test_fit_with_weight_averaging_returns_the_average(data, monkeypatch) -> Non
     captured: dict[str, dict[str, torch.Tensor]] = {}
     original = fit_module._train_epoch
 
-    def keep_raw(model, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-        out = original(model, *args, **kwargs)
-        captured["raw"] = {k: v.clone() for k, v in model.state_dict().items()}
-        (average,) = [a for a in args if isinstance(a, WeightAverage)]
-        captured["average"] = {k: v.clone() for k, v in average.shadow.items()}
+    def keep_raw(state, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        out = original(state, *args, **kwargs)
+        captured["raw"] = {k: v.clone() for k, v in state.model.state_dict().items()}
+        assert state.average is not None
+        captured["average"] = {k: v.clone() for k, v in state.average.shadow.items()}
         return out
 
     monkeypatch.setattr(fit_module, "_train_epoch", keep_raw)
@@ -316,7 +326,7 @@ def test_fit_with_weight_averaging_returns_the_average(data, monkeypatch) -> Non
     final = result.model.state_dict()
     assert all(torch.allclose(final[k], captured["average"][k]) for k in final)
     assert not torch.allclose(final["fc.weight"], captured["raw"]["fc.weight"])  # the average, not the raw weights
-    _, accuracy, _ = fit_module.evaluate_clean(result.model, *test)
+    _, accuracy, _ = evaluate_clean(result.model, *test)
     assert accuracy > 0.5  # the average of a training run is itself a working model
     with pytest.raises(ValueError, match="ema must be"):
         TrainConfig(recipe="standard", ema=1.0)
@@ -375,6 +385,7 @@ def test_a_preset_names_its_base_and_holds_only_the_change(tmp_path: Path) -> No
 
 def test_each_robust_preset_resolves_to_the_settings_its_committed_run_recorded() -> None:
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    defaults |= {f.name: f.default for cls in RECIPES.values() for f in dataclasses.fields(cls)}
     checked = 0
     for preset in sorted((ROOT / "configs").glob("train-robust*.toml")):
         recorded = ROOT / "results" / f"robust-seed-cnn{preset.stem.removeprefix('train-robust')}" / "config.json"
@@ -382,7 +393,7 @@ def test_each_robust_preset_resolves_to_the_settings_its_committed_run_recorded(
             continue  # the SiLU run was stopped before it wrote a model
         run = json.loads(recorded.read_text())
         cfg, arch = train_config(preset)
-        settings = {**dataclasses.asdict(cfg), "arch": arch, "ensemble_models": list(cfg.ensemble_models)}
+        settings = {**cfg.to_dict(), "arch": arch}
         for key, value in settings.items():
             # a field added after the run was made is not in its config.json and must be at its default
             assert value == run.get(key, defaults.get(key)), (preset.name, key, value, run.get(key))
@@ -391,7 +402,7 @@ def test_each_robust_preset_resolves_to_the_settings_its_committed_run_recorded(
 
 
 def test_a_step_larger_than_eps_is_allowed_but_warned(caplog) -> None:  # noqa: ANN001
-    TrainConfig(recipe="pgd", train_eps=0.1, attack_rel_step=1.5)
+    _config("pgd", train_eps=0.1, attack_rel_step=1.5)
     assert "larger than eps" in caplog.text
 
 
@@ -437,21 +448,27 @@ def test_cli_train_pgd_with_watchdog_writes_validation(tmp_path: Path, synthetic
     assert {"val_clean", "val_pgd", "lr", "eps"} <= set(results["history"][0])
 
 
-def test_make_objective_covers_every_recipe() -> None:
+def test_recipe_settings_are_declared_once_and_owned_by_their_recipes() -> None:
+    owners = all_settings()
+    assert owners["trades_beta"] == ["trades", "mart"] and owners["attack_restarts"] == ["pgd"]
+    assert owners["trades_start"] == ["trades"] and owners["ensemble_models"] == ["ensemble"]
     for recipe in RECIPES:
-        statics = [nn.Linear(1, 1)] if recipe == "ensemble" else []
-        models = ("m.safetensors",) if recipe == "ensemble" else ()
-        cfg = TrainConfig(recipe=recipe, ensemble_models=models)
-        assert callable(make_objective(cfg, statics))
+        assert create_recipe(recipe, **({"ensemble_models": ("m",)} if recipe == "ensemble" else {})).name == recipe
+    with pytest.raises(ValueError, match="trades_beta is a setting of trades, mart"):
+        create_recipe("pgd", trades_beta=8.0)
+    cfg = _config("trades", train_eps=0.3, trades_beta=8.0)
+    flat = cfg.to_dict()
+    assert flat["trades_beta"] == 8.0 and "attack_restarts" not in flat and "rs_alpha" not in flat
+    assert TrainConfig.from_dict(flat) == cfg  # the JSON of a run reads back to the same config
 
 
-@pytest.mark.parametrize("recipe", RECIPES)
+@pytest.mark.parametrize("recipe", list(RECIPES))
 def test_every_objective_recomputes_its_loss_on_the_same_examples(recipe: str, data, tmp_path: Path) -> None:  # noqa: ANN001
     (x, y), _ = data
     statics = [create_model("linear").eval()] if recipe == "ensemble" else []
-    cfg = TrainConfig(recipe=recipe, train_eps=0.2, attack_steps=3, ensemble_models=("m",) if statics else ())
+    cfg = _config(recipe, train_eps=0.2, attack_steps=3, ensemble_models=("m",) if statics else ())
     model = _model()
-    out = make_objective(cfg, statics)(model, x[:32], y[:32], 0.2)
+    out = cfg.recipe_settings.objective(bf16=False, statics=statics)(model, x[:32], y[:32], 0.2)
     assert out.again is not None
     again = out.again(model)  # no dropout in TinyCNN: the same weights give the same loss
     assert torch.allclose(again.loss, out.loss) and torch.equal(again.y, out.y)
@@ -487,8 +504,8 @@ def test_weight_perturbation_moves_each_weight_up_the_loss_and_restores_it_exact
 def test_fit_with_weight_perturbation_trains_differently_after_the_warmup(data) -> None:  # noqa: ANN001
     train, test = data
     base = {"recipe": "trades", "epochs": 2, "train_eps": 0.1, "attack_steps": 2, **TINY}
-    plain = fit(_model(), train, test, TrainConfig(**base))  # type: ignore[arg-type]
-    late = fit(_model(), train, test, TrainConfig(**base, awp=0.01, awp_warmup=0.5))  # type: ignore[arg-type]
+    plain = fit(_model(), train, test, TrainConfig.from_dict(base))
+    late = fit(_model(), train, test, TrainConfig.from_dict({**base, "awp": 0.01, "awp_warmup": 0.5}))
     assert late.history[0] == {**plain.history[0], "seconds": late.history[0]["seconds"]}  # epoch 1: no awp yet
     assert late.history[1]["train_loss"] != plain.history[1]["train_loss"]  # epoch 2: perturbed
     weights = zip(plain.model.state_dict().values(), late.model.state_dict().values(), strict=True)

@@ -28,39 +28,74 @@ _EXPORTS = {
     ],
     "advmnist.config": ["StudyConfig", "load_config"],
     "advmnist.data": ["DatasetSpec", "fetch_mnist", "load_mnist"],
-    "advmnist.errors": ["AdvmnistError", "CheckpointError", "ConfigError", "DataError", "RunDirError"],
-    "advmnist.evaluation": ["EvalResult", "Evaluation", "accuracy", "evaluate", "parse_eps"],
+    "advmnist.errors": [
+        "AdvmnistError",
+        "CheckpointError",
+        "ConfigError",
+        "DataError",
+        "ModelError",
+        "OutputError",
+        "RunDirError",
+        "UsageError",
+    ],
+    "advmnist.evaluation": ["Accuracy", "EvalResult", "Evaluation", "Plan", "accuracy", "evaluate", "parse_eps"],
     "advmnist.models": ["create_model", "import_pth", "list_models", "load_model", "save_model"],
     "advmnist.reporting": ["build_report", "plot_robustness"],
     "advmnist.study": ["run_study"],
-    "advmnist.tasks": ["compare_models", "evaluate_checkpoint", "train_model"],
-    "advmnist.training": ["TrainConfig", "fit"],
+    "advmnist.tasks": [
+        "CompareSpec",
+        "DataOptions",
+        "DetectSpec",
+        "EvalSpec",
+        "ModelSource",
+        "Output",
+        "TrainSpec",
+        "compare_models",
+        "detect_checkpoint",
+        "evaluate_checkpoint",
+        "train_model",
+    ],
+    "advmnist.training": ["TrainConfig", "create_recipe", "fit", "list_recipes"],
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 _WHERE["train"] = "advmnist.training"  # `advmnist.train(...)` is `fit`
 
 __all__ = [
+    "Accuracy",
     "AdvmnistError",
     "Attack",
     "AttackResult",
     "AutoAttack",
     "CheckpointError",
+    "CompareSpec",
     "ConfigError",
     "DataError",
+    "DataOptions",
     "DatasetSpec",
+    "DetectSpec",
     "EvalResult",
+    "EvalSpec",
     "Evaluation",
     "FGSM",
+    "ModelError",
+    "ModelSource",
+    "Output",
+    "OutputError",
     "PGD",
+    "Plan",
     "RunDirError",
     "StudyConfig",
     "Threat",
     "TrainConfig",
+    "TrainSpec",
+    "UsageError",
     "accuracy",
     "build_report",
     "compare_models",
     "create_attack",
     "create_model",
+    "create_recipe",
+    "detect_checkpoint",
     "evaluate",
     "evaluate_checkpoint",
     "fetch_mnist",
@@ -68,6 +103,7 @@ __all__ = [
     "import_pth",
     "list_attacks",
     "list_models",
+    "list_recipes",
     "load_config",
     "load_mnist",
     "load_model",
@@ -103,11 +139,32 @@ if TYPE_CHECKING:
     from advmnist.attacks import FGSM, PGD, Attack, AttackResult, AutoAttack, Threat, create_attack, list_attacks
     from advmnist.config import StudyConfig, load_config
     from advmnist.data import DatasetSpec, fetch_mnist, load_mnist
-    from advmnist.errors import AdvmnistError, CheckpointError, ConfigError, DataError, RunDirError
-    from advmnist.evaluation import EvalResult, Evaluation, accuracy, evaluate, parse_eps
+    from advmnist.errors import (
+        AdvmnistError,
+        CheckpointError,
+        ConfigError,
+        DataError,
+        ModelError,
+        OutputError,
+        RunDirError,
+        UsageError,
+    )
+    from advmnist.evaluation import Accuracy, EvalResult, Evaluation, Plan, accuracy, evaluate, parse_eps
     from advmnist.models import create_model, import_pth, list_models, load_model, save_model
     from advmnist.reporting import build_report, plot_robustness
     from advmnist.study import run_study
-    from advmnist.tasks import compare_models, evaluate_checkpoint, train_model
-    from advmnist.training import TrainConfig, fit
+    from advmnist.tasks import (
+        CompareSpec,
+        DataOptions,
+        DetectSpec,
+        EvalSpec,
+        ModelSource,
+        Output,
+        TrainSpec,
+        compare_models,
+        detect_checkpoint,
+        evaluate_checkpoint,
+        train_model,
+    )
+    from advmnist.training import TrainConfig, create_recipe, fit, list_recipes
     from advmnist.training import fit as train

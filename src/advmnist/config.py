@@ -10,7 +10,8 @@ from typing import Any
 
 from advmnist.errors import ConfigError
 from advmnist.evaluation.epsilons import parse_eps
-from advmnist.training.recipes import TrainConfig
+from advmnist.training.config import TrainConfig, loop_keys
+from advmnist.training.recipes import all_settings
 
 SEED_EPS = ("2/255", "4/255", "8/255")
 # The seed's budgets plus the MNIST threat model's (Madry et al. 2018), to show the whole curve.
@@ -166,26 +167,43 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> StudyConfig
 
 
 def train_config(path: str | Path | None = None, **overrides: Any) -> tuple[TrainConfig, str]:
-    """A training preset (TOML: TrainConfig fields and `arch`) with `overrides` applied: (config, arch).
+    """A training preset (TOML: TrainConfig fields, recipe settings and `arch`) with `overrides` applied.
 
-    `train_eps` may be a fraction string ("8/255"); `epochs` defaults to 5 for `standard` and 8 for
-    the other recipes. Unknown keys and bad values are ConfigErrors.
+    Returns (config, arch). `train_eps` may be a fraction string ("8/255"); `epochs` defaults to 5
+    for `standard` and 8 for the other recipes. Unknown keys, bad values and a setting of another
+    recipe (given here or in the file itself) are ConfigErrors; another recipe's setting inherited
+    from a `base` preset is dropped (the file changed the recipe).
     """
     raw = _read_toml(path, overrides)
     where = str(path or "train config")
-    fields = {f.name for f in dataclasses.fields(TrainConfig)} | {"arch"}
-    unknown = sorted(set(raw) - fields)
+    recipe_keys = all_settings()
+    unknown = sorted(set(raw) - set(loop_keys()) - set(recipe_keys) - {"arch"})
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}")
     arch = str(raw.pop("arch", "seed-cnn"))
     if "recipe" not in raw:
         raise ConfigError(f"{where}: no recipe (give --recipe or a preset with `recipe = ...`)")
-    raw.setdefault("epochs", 5 if raw["recipe"] == "standard" else 8)
+    recipe = raw["recipe"]
+    explicit = set(_top_keys(path)) | {k for k, v in overrides.items() if v is not None}
+    for key in [k for k in raw if k in recipe_keys and recipe not in recipe_keys[k]]:
+        if key in explicit:
+            owners = ", ".join(recipe_keys[key])
+            raise ConfigError(f"{where}: {key} is a setting of {owners}, not of the {recipe} recipe")
+        del raw[key]  # inherited from a base preset of another recipe
+    raw.setdefault("epochs", 5 if recipe == "standard" else 8)
     try:
         if "train_eps" in raw:
             raw["train_eps"] = parse_eps(str(raw["train_eps"]))
-        if "ensemble_models" in raw:
-            raw["ensemble_models"] = tuple(str(p) for p in raw["ensemble_models"])
-        return TrainConfig(**raw), arch
+        return TrainConfig.from_dict(raw), arch
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def _top_keys(path: str | Path | None) -> list[str]:
+    """The keys written in the file itself (not inherited from its base)."""
+    if path is None:
+        return []
+    try:
+        return list(tomllib.loads(Path(path).read_text(encoding="utf-8")))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []  # _read_toml has reported it already

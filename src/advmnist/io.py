@@ -14,18 +14,42 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from advmnist.errors import OutputError, os_cause
+
+
+def make_dirs(folder: str | os.PathLike[str]) -> Path:
+    """`mkdir -p`; an OS failure is an `OutputError` naming the folder and the cause."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"{folder}: cannot create the folder (a file of that name is in the way)") from None
+    except OSError as exc:
+        raise OutputError(f"{folder}: cannot create the folder ({os_cause(exc)})") from exc
+    return folder
+
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write `data` to `path` through a temp file + rename; create parent folders."""
+    """Write `data` to `path` through a temp file + rename; create parent folders.
+
+    An OS failure (read-only place, full disk, ...) is an `OutputError` naming the path; the
+    previous content of `path`, if any, is left as it was.
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    make_dirs(path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write ({os_cause(exc)})") from exc
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write ({os_cause(exc)})") from exc
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -49,12 +73,15 @@ def read_json(path: str | os.PathLike[str]) -> Any:
 def append_jsonl(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) -> None:
     """Append rows to a JSONL file and flush them to disk (a killed run keeps every full batch)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, allow_nan=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    make_dirs(path.parent)
+    text = "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows)
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot append ({os_cause(exc)})") from exc
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:

@@ -22,9 +22,8 @@ from advmnist.config import StudyConfig
 from advmnist.data import MNIST, DatasetSpec, MNISTSplit, load_mnist
 from advmnist.evaluation import accuracy, evaluate, parse_eps
 from advmnist.io import atomic_write_bytes, read_json, write_json
-from advmnist.manifest import make_manifest, now, peak_rss_mb
 from advmnist.models import count_parameters, create_model, load_model, save_model
-from advmnist.rundir import prepare_run_dir
+from advmnist.rundir import Run, RunSpec, open_run
 from advmnist.training import evaluate_clean, fit
 
 log = logging.getLogger(__name__)
@@ -77,87 +76,70 @@ def run_study(
     on_stage: Callable[[str], None] | None = None,
 ) -> StudyResult:
     """Run the whole seed study into `out`; returns the parsed results and the report files."""
-    out = Path(out)
-    device = resolve_device(device)
-    resuming = prepare_run_dir(out, cfg.to_dict(), overwrite=overwrite, resume=resume)
-    train, test = _load_data(cfg)
-    if not resuming:
-        _forget_partial_outputs(out)
-        write_json(out / "config.json", cfg.to_dict())
-    manifest = _start_manifest(out, cfg, device, train, test, command, resuming)
-    start = time.perf_counter()
-    training, attacks = {}, {}
-    for name, train_file, attack_file in MODELS:
-        plan = cfg.baseline if name == "baseline" else cfg.defended
-        if on_stage:
-            on_stage(f"{name}: {plan.recipe}, {plan.epochs} epochs on {len(train)} images")
-        model, training[name] = _train_stage(cfg, name, plan, out, train, test, device, progress, train_file, resuming)
-        manifest["timings"][f"train_{name}"] = training[name]["training_seconds"]
-        attacks[name] = _attack_stage(cfg, name, model, out, test, progress, attack_file, resuming)
-        manifest["timings"][f"attack_{name}"] = attacks[name]["seconds"]
-        if cfg.robust_attacks:
-            if on_stage:
-                on_stage(f"{name}: {' + '.join(cfg.robust_attacks)} at Linf {', '.join(cfg.robust_eps)}")
-            robust = _robust_stage(cfg, name, model, out, test, progress, resuming)
-            manifest["timings"][f"robust_{name}"] = sum(a["seconds"] for a in robust["attacks"])
-        write_json(out / "manifest.json", manifest)  # a killed run keeps the timings of finished stages
-    _write_samples(cfg, out, test)
-    manifest["total_seconds"] = manifest.pop("total_seconds_before", 0.0) + time.perf_counter() - start
-    manifest.update(finished=now(), peak_rss_mb=peak_rss_mb())
-    write_json(out / "manifest.json", manifest)
     from advmnist.reporting import build_report  # imported late: matplotlib is only needed here
 
-    if on_stage:
-        on_stage("report: tables, plots, report.md")
-    t0 = time.perf_counter()
-    files = build_report(out)
-    manifest["timings"]["report"] = time.perf_counter() - t0
-    write_json(out / "manifest.json", manifest)
-    return StudyResult(out, training, attacks, files)
+    device = resolve_device(device)
+    train, test = _load_data(cfg)
+    say = on_stage or (lambda message: None)
+    spec = RunSpec(
+        Path(out),
+        cfg.to_dict(),
+        overwrite=overwrite,
+        resume=resume,
+        seed=cfg.seed,
+        device=device,
+        command=command,
+        data_sha256={**train.sha256, **test.sha256},
+        owned=_owned_files(),
+    )
+    with open_run(spec) as run:
+        training, attacks = {}, {}
+        for name, train_file, attack_file in MODELS:
+            plan = cfg.baseline if name == "baseline" else cfg.defended
+            say(f"{name}: {plan.recipe}, {plan.epochs} epochs on {len(train)} images")
+            model, training[name] = _train_stage(cfg, name, plan, run, train, test, device, progress, train_file)
+            run.timings[f"train_{name}"] = training[name]["training_seconds"]
+            attacks[name] = _attack_stage(cfg, name, model, run, test, progress, attack_file)
+            run.timings[f"attack_{name}"] = attacks[name]["seconds"]
+            if cfg.robust_attacks:
+                say(f"{name}: {' + '.join(cfg.robust_attacks)} at Linf {', '.join(cfg.robust_eps)}")
+                robust = _robust_stage(cfg, name, model, run, test, progress)
+                run.timings[f"robust_{name}"] = sum(a["seconds"] for a in robust["attacks"])
+            run.save_manifest()  # a killed run keeps the timings of finished stages
+        _write_samples(cfg, run.path, test)
+        say("report: tables, plots, report.md")
+        t0 = time.perf_counter()
+        run.save_manifest(finished=True)  # the report reads the manifest
+        files = build_report(run.path)
+        run.timings["report"] = time.perf_counter() - t0
+    return StudyResult(run.path, training, attacks, files)
 
 
-def _forget_partial_outputs(out: Path) -> None:
-    """With --overwrite: drop our own append-only files so a new run does not mix with the old."""
+def _owned_files() -> list[str]:
+    """The append-only files of the study: dropped when a run starts afresh (--overwrite)."""
+    owned = []
     for name, _, _ in MODELS:
-        for path in (
-            out / "per_sample" / f"{name}_fgsm.jsonl",
-            out / "per_sample" / f"{name}_fgsm.batches.jsonl",
-            out / "per_sample" / f"{name}_robust.jsonl",
-            out / "per_sample" / f"{name}_robust.batches.jsonl",
-            out / "checkpoints" / name / "state.json",
-        ):
-            path.unlink(missing_ok=True)
-
-
-def _start_manifest(
-    out: Path, cfg: StudyConfig, device: str, train: MNISTSplit, test: MNISTSplit, command: str, resuming: bool
-) -> dict[str, Any]:
-    manifest = make_manifest(cfg.seed, device, {**train.sha256, **test.sha256}, command)
-    old = out / "manifest.json"
-    if resuming and old.is_file():
-        previous = read_json(old)
-        manifest["timings"] = previous.get("timings", {})
-        manifest["started"] = previous.get("started", manifest["started"])
-        manifest["total_seconds_before"] = previous.get("total_seconds") or 0.0
-        manifest["resumed"] = previous.get("resumed", 0) + 1
-    write_json(old, manifest)
-    return manifest
+        owned += [
+            f"per_sample/{name}_{kind}{ext}" for kind in ("fgsm", "robust") for ext in (".jsonl", ".batches.jsonl")
+        ]
+        owned.append(f"checkpoints/{name}/state.json")
+    return owned
 
 
 def _train_stage(
     cfg: StudyConfig,
     name: str,
     plan: Any,
-    out: Path,
+    run: Run,
     train: MNISTSplit,
     test: MNISTSplit,
     device: str,
     progress: bool,
     train_file: str,
-    resuming: bool,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
+    out = run.path
     weights = out / "models" / f"{name}.safetensors"
-    if resuming and (out / train_file).is_file() and weights.is_file():
+    if run.resuming and (out / train_file).is_file() and weights.is_file():
         model, _ = load_model(weights)
         return model.to(device), read_json(out / train_file)
     tcfg = cfg.train_config(plan)
@@ -169,7 +151,7 @@ def _train_stage(
         (test.x, test.y),
         tcfg,
         state_dir=out / "checkpoints" / name,
-        resume=resuming,
+        resume=run.resuming,
         progress=progress,
         device=device,
     )
@@ -205,13 +187,13 @@ def _attack_stage(
     cfg: StudyConfig,
     name: str,
     model: torch.nn.Module,
-    out: Path,
+    run: Run,
     test: MNISTSplit,
     progress: bool,
     attack_file: str,
-    resuming: bool,
 ) -> dict[str, Any]:
-    if resuming and (out / attack_file).is_file():
+    out = run.path
+    if run.resuming and (out / attack_file).is_file():
         return dict(read_json(out / attack_file))
     per_sample = out / "per_sample" / f"{name}_fgsm.jsonl"
     for stale in (per_sample, per_sample.with_name(f"{name}_fgsm.batches.jsonl")):
@@ -231,8 +213,8 @@ def _attack_stage(
     record = {
         "schema_version": SCHEMA_VERSION,
         "model": name,
-        **evaluation.attacks[0].to_dict(),
-        "checks": evaluation.checks,
+        **evaluation.attacks[0].to_json(),
+        "checks": [c.to_json() for c in evaluation.checks],
         "seed_eps": list(cfg.seed_eps),
         "per_sample": str(per_sample.relative_to(out)),
     }
@@ -242,14 +224,15 @@ def _attack_stage(
 
 
 def _robust_stage(
-    cfg: StudyConfig, name: str, model: torch.nn.Module, out: Path, test: MNISTSplit, progress: bool, resuming: bool
+    cfg: StudyConfig, name: str, model: torch.nn.Module, run: Run, test: MNISTSplit, progress: bool
 ) -> dict[str, Any]:
     """PGD-40 and AutoAttack (or the configured list) at the MNIST threat model on a fixed subset.
 
     The per-sample rows are flushed per batch, so a killed run resumes inside this stage.
     """
+    out = run.path
     path = out / f"{name}_robust_results.json"
-    if resuming and path.is_file():
+    if run.resuming and path.is_file():
         return dict(read_json(path))
     per_sample = out / "per_sample" / f"{name}_robust.jsonl"
     index = torch.arange(0, len(test), cfg.robust_every)
@@ -264,17 +247,17 @@ def _robust_stage(
         batch_size=cfg.eval_batch_size,
         seed=cfg.seed,
         out=per_sample,
-        resume=resuming,
+        resume=run.resuming,
         progress=progress,
     )
     record = {
         "schema_version": SCHEMA_VERSION,
         "model": name,
         "every": cfg.robust_every,
-        **evaluation.to_dict(),
+        **evaluation.to_json(),
         "per_sample": str(per_sample.relative_to(out)),
     }
-    _card_metrics(out, name, {result.attack: result.results for result in evaluation.attacks})
+    _card_metrics(out, name, {r.attack: [e.to_json() for e in r.results] for r in evaluation.attacks})
     write_json(path, record)
     return record
 

@@ -30,7 +30,7 @@ class Check:
     measured: str
     why: str
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 

@@ -20,7 +20,7 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,62 +29,58 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from advmnist.attacks import Attack, AttackResult, Threat, parse_attacks
-from advmnist.errors import RunDirError
-from advmnist.evaluation.checks import SAMPLE, cross_attack_checks, monotone_check, pre_checks, unbounded_check
+from advmnist.errors import ModelError, RunDirError
+from advmnist.evaluation.checks import SAMPLE, Check, cross_attack_checks, monotone_check, pre_checks, unbounded_check
 from advmnist.evaluation.epsilons import eps_label
-from advmnist.evaluation.summary import summarize
+from advmnist.evaluation.results import EvalResult, Evaluation, summarize
 from advmnist.io import append_jsonl, atomic_write_text, read_jsonl
 
 Tensor = torch.Tensor
 
 
-@dataclass
-class EvalResult:
-    """One attack's results: robust accuracy per eps with 95% CIs, and what it cost."""
+@dataclass(frozen=True)
+class Plan:
+    """What an evaluation does to each point: attacks, norm, budgets, batch size and seed.
 
-    attack: str
+    Build it with `Plan.build(attack="fgsm,pgd", norm="linf", epsilons=[0.1, 0.3])`; a command's
+    spec builds one and passes it down whole.
+    """
+
+    attacks: tuple[Attack, ...]
     norm: str
-    n: int
-    seed: int
-    clean_accuracy: dict[str, Any]
-    results: list[dict[str, Any]]
-    seconds: float
-    forwards: int = 0
-    backwards: int = 0
-    settings: dict[str, Any] = field(default_factory=dict)
-    checks: list[dict[str, Any]] = field(default_factory=list)
+    budgets: tuple[tuple[str, float], ...]  # (label, eps), in increasing eps
+    batch_size: int = 256
+    seed: int = 0
+    checks: bool = True
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    @classmethod
+    def build(
+        cls,
+        attack: str | Attack | Sequence[str | Attack] = "fgsm",
+        *,
+        norm: str = "linf",
+        epsilons: Sequence[float] = (2 / 255, 4 / 255, 8 / 255),
+        labels: Sequence[str] | None = None,
+        batch_size: int = 256,
+        seed: int = 0,
+        checks: bool = True,
+        bf16: bool = False,
+    ) -> Plan:
+        """`attack`: a registry name, a comma list with settings ("fgsm,pgd[steps=50],autoattack"), an
+        `Attack` or a list of those; `bf16`: attacks given by name search in bf16 (verdicts in fp32)."""
+        attacks = _attacks(attack, bf16)
+        labels = list(labels) if labels is not None else [eps_label(e) for e in epsilons]
+        if len(labels) != len(epsilons) or len(set(labels)) != len(labels):
+            raise ValueError(f"need one distinct label per eps, got {labels} for {list(epsilons)}")
+        if batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        Threat(norm, max(epsilons, default=0.0))  # validates the norm and the largest eps
+        budgets = sorted(zip(labels, (float(e) for e in epsilons), strict=True), key=lambda b: b[1])
+        return cls(tuple(attacks), norm, tuple(budgets), batch_size, seed, checks)
 
-
-@dataclass
-class Evaluation:
-    """Every attack of one evaluation, the sanity checks, and the per-sample rows."""
-
-    norm: str
-    n: int
-    seed: int
-    clean_accuracy: dict[str, Any]
-    attacks: list[EvalResult]
-    checks: list[dict[str, Any]] = field(default_factory=list)
-    rows: list[dict[str, Any]] = field(default_factory=list, repr=False)
-
-    def __getitem__(self, name: str) -> EvalResult:
-        for result in self.attacks:
-            if result.attack == name:
-                return result
-        raise KeyError(f"no attack {name!r} in this evaluation; have {', '.join(a.attack for a in self.attacks)}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "norm": self.norm,
-            "n": self.n,
-            "seed": self.seed,
-            "clean_accuracy": self.clean_accuracy,
-            "attacks": [a.to_dict() for a in self.attacks],
-            "checks": self.checks,
-        }
+    @property
+    def threat(self) -> Threat:
+        return Threat(self.norm, max((e for _, e in self.budgets), default=0.0))
 
 
 def evaluate(
@@ -96,60 +92,77 @@ def evaluate(
     norm: str = "linf",
     epsilons: Sequence[float] = (2 / 255, 4 / 255, 8 / 255),
     labels: Sequence[str] | None = None,
-    indices: Sequence[int] | None = None,
     batch_size: int = 256,
     seed: int = 0,
+    checks: bool = True,
+    bf16: bool = False,
+    indices: Sequence[int] | None = None,
     out: str | Path | None = None,
     resume: bool = False,
     progress: bool = False,
-    checks: bool = True,
-    bf16: bool = False,
 ) -> Evaluation:
     """Attack every point with every attack at every eps; accuracies with 95% Clopper-Pearson CIs.
 
     `attack`: a registry name, a comma list of names with optional settings
     ("fgsm,pgd[steps=50,restarts=10],autoattack"), an `Attack`, or a list of those; each is
-    evaluated on its own. `indices` name the rows of `x` in the dataset
-    (default 0..n-1). `out`, when given, is the per-sample JSONL file; its batch log sits beside it
-    (`<name>.batches.jsonl`). With `resume`, rows already there are kept and the rest computed.
-    With `checks`, the sanity checks of `advmnist.evaluation.checks` land in `Evaluation.checks`.
-    `bf16`: attacks given by name search under bf16 autocast (~2.5x faster on a CPU); whether a
-    point is fooled is still decided in fp32.
+    evaluated on its own. With `checks`, the sanity checks of `advmnist.evaluation.checks` land in
+    `Evaluation.checks`. `bf16`: attacks given by name search under bf16 autocast (~2.5x faster on
+    a CPU); whether a point is fooled is still decided in fp32. `indices`, `out`, `resume`: see
+    `run_plan`.
     """
-    attacks = _attacks(attack, bf16)
-    labels = list(labels) if labels is not None else [eps_label(e) for e in epsilons]
-    if len(labels) != len(epsilons) or len(set(labels)) != len(labels):
-        raise ValueError(f"need one distinct label per eps, got {labels} for {list(epsilons)}")
-    if batch_size < 1:
-        raise ValueError(f"batch size must be >= 1, got {batch_size}")
-    threat = Threat(norm, max(epsilons, default=0.0))  # validates the norm and the largest eps
+    plan = Plan.build(
+        attack, norm=norm, epsilons=epsilons, labels=labels, batch_size=batch_size, seed=seed, checks=checks, bf16=bf16
+    )
+    return run_plan(model, x, y, plan, indices=indices, out=out, resume=resume, progress=progress)
+
+
+def run_plan(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    plan: Plan,
+    *,
+    indices: Sequence[int] | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = False,
+) -> Evaluation:
+    """Evaluate `plan` on (x, y). `indices` name the rows of `x` in the dataset (default 0..n-1).
+
+    `out`, when given, is the per-sample JSONL file; its batch log sits beside it
+    (`<name>.batches.jsonl`). With `resume`, rows already there are kept and the rest computed.
+    """
     index = list(range(len(y))) if indices is None else [int(i) for i in indices]
     if len(index) != len(y):
         raise ValueError(f"{len(index)} indices for {len(y)} points")
-    budgets = sorted(zip(labels, (float(e) for e in epsilons), strict=True), key=lambda b: b[1])
-    fingerprint = _fingerprint(model, x, y, index, attacks, norm, budgets, batch_size, seed)
-    log = _Log(Path(out), fingerprint) if out is not None else None
+    log = _Log(Path(out), _fingerprint(model, x, y, index, plan)) if out is not None else None
     rows, costs = log.load(resume, index) if log is not None else ([], [])
     device = next(model.parameters()).device
-    found = pre_checks(model, x[:SAMPLE].to(device), y[:SAMPLE].to(device)) if checks else []
-    starts = range(len(rows), len(y), batch_size)
-    bar = tqdm(starts, desc="+".join(a.name for a in attacks), disable=not progress, leave=False)
+    found = pre_checks(model, x[:SAMPLE].to(device), y[:SAMPLE].to(device)) if plan.checks else []
+    starts = range(len(rows), len(y), plan.batch_size)
+    bar = tqdm(starts, desc="+".join(a.name for a in plan.attacks), disable=not progress, leave=False)
     for start in bar:
-        stop = min(start + batch_size, len(y))
+        stop = min(start + plan.batch_size, len(y))
         xb, yb = x[start:stop].to(device), y[start:stop].to(device)
-        batch_rows, cost = _attack_batch(model, attacks, xb, yb, index[start:stop], threat, budgets, seed + start)
+        batch_rows, cost = _attack_batch(model, plan, xb, yb, index[start:stop], plan.seed + start)
         rows.extend(batch_rows)
         costs.append(cost)
         if log is not None:
             log.append(batch_rows, {"start": start, "size": stop - start, "cost": cost})
-    clean, results = summarize(rows, costs, [(a.name, _settings(a)) for a in attacks], norm, budgets, seed)
-    if checks:
-        for result in results:
-            fractions = [r["robust_accuracy"]["value"] for r in result.results]
-            found.append(monotone_check([r["eps"] for r in result.results], fractions, result.attack))
-        found.append(unbounded_check(model, x[:SAMPLE].to(device), y[:SAMPLE].to(device), norm))
-        found += cross_attack_checks([(r.attack, r.results) for r in results])
-    return Evaluation(norm, len(y), seed, clean, results, [c.to_dict() for c in found], rows)
+    named = [(a.name, _settings(a)) for a in plan.attacks]
+    clean, results = summarize(rows, costs, named, plan.norm, list(plan.budgets), plan.seed)
+    if plan.checks:
+        found += _post_checks(model, x[:SAMPLE].to(device), y[:SAMPLE].to(device), plan, results)
+    return Evaluation(plan.norm, len(y), plan.seed, clean, results, found, rows)
+
+
+def _post_checks(model: nn.Module, x: Tensor, y: Tensor, plan: Plan, results: list[EvalResult]) -> list[Check]:
+    found = []
+    for result in results:
+        fractions = [r.robust_accuracy.value for r in result.results]
+        found.append(monotone_check([r.eps for r in result.results], fractions, result.attack))
+    found.append(unbounded_check(model, x, y, plan.norm))
+    return found + cross_attack_checks([(r.attack, [e.to_json() for e in r.results]) for r in results])
 
 
 def _attacks(attack: str | Attack | Sequence[str | Attack], bf16: bool = False) -> list[Attack]:
@@ -171,20 +184,14 @@ def _settings(attack: Attack) -> dict[str, Any]:
 
 
 def _attack_batch(
-    model: nn.Module,
-    attacks: list[Attack],
-    x: Tensor,
-    y: Tensor,
-    index: list[int],
-    threat: Threat,
-    budgets: list[tuple[str, float]],
-    seed: int,
+    model: nn.Module, plan: Plan, x: Tensor, y: Tensor, index: list[int], seed: int
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
-    clean_pred = _predict(model, x)
+    clean_pred = _predict(model, x, index)
+    budgets = list(plan.budgets)
     per_attack, cost = {}, {}
-    for attack in attacks:
+    for attack in plan.attacks:
         start = time.perf_counter()
-        cells, forwards, backwards = _one_attack(model, attack, x, y, clean_pred, threat, budgets, seed)
+        cells, forwards, backwards = _one_attack(model, attack, x, y, clean_pred, plan.threat, budgets, seed)
         per_attack[attack.name] = cells
         cost[attack.name] = {"seconds": time.perf_counter() - start, "forwards": forwards, "backwards": backwards}
     rows = [
@@ -284,33 +291,30 @@ class _Cells:
         return out
 
 
-def _predict(model: nn.Module, x: Tensor) -> Tensor:
+def _predict(model: nn.Module, x: Tensor, index: list[int]) -> Tensor:
+    """The clean predictions; NaN or infinite logits stop the evaluation (no accuracy would mean anything)."""
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            return model(x.contiguous(memory_format=torch.channels_last)).argmax(1)
+            logits = model(x.contiguous(memory_format=torch.channels_last))
     finally:
         model.train(was_training)
+    bad = (~torch.isfinite(logits)).flatten(1).any(1)
+    if bool(bad.any()):
+        first = [index[i] for i in bad.nonzero().squeeze(1).tolist()[:5]]
+        raise ModelError(f"the model returns NaN or infinite logits (test images {first}, ...); refusing to evaluate")
+    return logits.argmax(1)
 
 
-def _fingerprint(
-    model: nn.Module,
-    x: Tensor,
-    y: Tensor,
-    index: list[int],
-    attacks: list[Attack],
-    norm: str,
-    budgets: list[tuple[str, float]],
-    batch_size: int,
-    seed: int,
-) -> str:
+def _fingerprint(model: nn.Module, x: Tensor, y: Tensor, index: list[int], plan: Plan) -> str:
     """sha256 of everything the rows depend on: weights, points, attacks and their settings, budgets."""
     h = hashlib.sha256()
     for name, t in [*model.state_dict().items(), ("x", x), ("y", y)]:
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    spec = [index, [(a.name, _settings(a)) for a in attacks], norm, budgets, batch_size, seed]
+    budgets = [list(b) for b in plan.budgets]
+    spec = [index, [(a.name, _settings(a)) for a in plan.attacks], plan.norm, budgets, plan.batch_size, plan.seed]
     h.update(json.dumps(spec, sort_keys=True, default=str).encode())
     return h.hexdigest()
 

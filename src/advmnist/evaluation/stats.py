@@ -8,6 +8,7 @@ the score interval: shorter, approximately `confidence`.
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 from statistics import NormalDist
 from typing import Any
 
@@ -65,17 +66,38 @@ def _check(correct: int, n: int, confidence: float) -> None:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
 
 
+@dataclass(frozen=True)
+class Accuracy:
+    """A fraction of points with its confidence interval: `value` = `correct` / `n`, in [ci_low, ci_high]."""
+
+    value: float
+    correct: int
+    n: int
+    ci_low: float
+    ci_high: float
+    method: str = "clopper-pearson"
+    confidence: float = 0.95
+
+    @classmethod
+    def of(cls, correct: int, n: int, *, method: str = "clopper-pearson", confidence: float = 0.95) -> Accuracy:
+        """`correct` of `n` with its `confidence` interval (Clopper-Pearson, exact; or Wilson)."""
+        if method not in METHODS:
+            raise ValueError(f"unknown CI method {method!r}; choose from {', '.join(METHODS)}")
+        low, high = (clopper_pearson if method == "clopper-pearson" else wilson)(int(correct), int(n), confidence)
+        return cls(correct / n, int(correct), int(n), low, high, method, confidence)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Accuracy:
+        return cls(**{k: obj[k] for k in ("value", "correct", "n", "ci_low", "ci_high", "method", "confidence")})
+
+    def to_json(self) -> dict[str, Any]:
+        """The accuracy object of every results file."""
+        return asdict(self)
+
+    def __str__(self) -> str:
+        return f"{self.value:.2%} [{self.ci_low:.2%}, {self.ci_high:.2%}] (n={self.n})"
+
+
 def accuracy(correct: int, n: int, *, method: str = "clopper-pearson", confidence: float = 0.95) -> dict[str, Any]:
     """The accuracy object of every results file: value, counts and a confidence interval."""
-    if method not in METHODS:
-        raise ValueError(f"unknown CI method {method!r}; choose from {', '.join(METHODS)}")
-    low, high = (clopper_pearson if method == "clopper-pearson" else wilson)(int(correct), int(n), confidence)
-    return {
-        "value": correct / n,
-        "correct": int(correct),
-        "n": int(n),
-        "ci_low": low,
-        "ci_high": high,
-        "method": method,
-        "confidence": confidence,
-    }
+    return Accuracy.of(correct, n, method=method, confidence=confidence).to_json()

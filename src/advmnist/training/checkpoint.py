@@ -62,7 +62,9 @@ def load_training_state(
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     saved = meta.get("fingerprint")
     if isinstance(saved, dict):
-        saved = {**{k: v for k, v in (defaults or {}).items() if k not in saved}, **saved}
+        # a setting the checkpoint predates counts as its default; one the configuration no longer
+        # has (another recipe's setting, which could not change this training) is left out
+        saved = {k: saved[k] if k in saved else (defaults or {}).get(k) for k in fingerprint}
     if saved != fingerprint:
         raise RunDirError(f"{folder}: the checkpoint belongs to another training configuration; refusing to mix")
     if sha256_file(folder / "state.safetensors") != meta["sha256"]:

@@ -1,16 +1,25 @@
-"""Training recipes: a name, its objective and its settings (the defaults are the seed's hyperparameters)."""
+"""The recipe registry: each training recipe is a small frozen dataclass that owns its settings.
+
+    advmnist.training.create_recipe("trades", trades_beta=8.0).objective(bf16=True)
+
+A recipe's fields are its settings, declared once with `option(...)`: the field name is the TOML
+key of a preset, the option's flag is the `advmnist train` flag, and `advmnist recipes` lists them.
+Recipes that share a setting (the inner PGD of pgd, trades and mart) share its declaration
+through a mixin. The loop's own settings (epochs, lr, schedules, validation, ...) live in
+`TrainConfig`.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 from torch import nn
 
+from advmnist.options import fields_with_options, option
 from advmnist.training.objectives import (
     TRADES_STARTS,
     Objective,
@@ -22,153 +31,206 @@ from advmnist.training.objectives import (
     standard_ce,
     trades,
 )
-from advmnist.training.schedules import LR_SCHEDULES
 
 log = logging.getLogger(__name__)
 
-RECIPES = ("standard", "fgsm-mix", "fgsm-rs", "pgd", "trades", "mart", "ensemble")
-PRECISIONS = ("fp32", "bf16")
-SELECTIONS = ("last", "best")
+
+@dataclass(frozen=True)
+class Recipe:
+    """Base class: `name`, a one-line `summary`, its settings as fields, and `objective`."""
+
+    name: ClassVar[str] = "recipe"
+    summary: ClassVar[str] = ""
+    adversarial: ClassVar[bool] = True  # trains on perturbed inputs: needs train_eps > 0
+
+    def objective(self, *, bf16: bool, statics: Sequence[nn.Module] = ()) -> Objective:
+        raise NotImplementedError
+
+    def static_models(self) -> tuple[str, ...]:
+        """Checkpoints the recipe needs loaded beside the model it trains (the ensemble's)."""
+        return ()
+
+    def settings(self) -> dict[str, Any]:
+        """The recipe's settings by TOML key (tuples as lists, as in the JSON files)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def setting_names(cls) -> list[str]:
+        return [f.name for f, _, _ in fields_with_options(cls)]
+
+
+def _positive_int(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def _positive_float(name: str, value: object, *, allow_zero: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not (value >= 0 if allow_zero else value > 0) or value != value or value == float("inf"):  # type: ignore[operator]
+        raise ValueError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides a training run (its fingerprint for resuming).
+class _InnerPGD(Recipe):
+    """The inner maximization of pgd, trades and mart: `attack_steps` signed-gradient steps."""
 
-    Beyond the seed: `lr_schedule` (constant, step, cosine, one-cycle), `eps_ramp` (fraction of
-    training over which the training eps grows linearly from 0), the inner attack of `pgd`, `trades`
-    and `mart` (`attack_steps`, `attack_rel_step`: step size as a fraction of eps, default 2.5 / steps;
-    `trades_start`: where the KL walk starts, near x or uniform in the ball), `trades_beta` (the
-    weight of the KL term of `trades` and `mart`),
-    `val_size` training images held out for validation (never the test set),
-    `watchdog` (catastrophic-overfitting guard, needs `val_size`), and `select` (`best`: keep the
-    epoch with the highest validation PGD accuracy), `ema` (validate, select and keep an exponential
-    moving average of the weights with this decay, e.g. 0.999; 0 = off), `shift` (random translations
-    of up to this many pixels as augmentation), `awp` (adversarial weight perturbation, Wu et al.
-    2020: take each step's gradient at weights moved up the loss by this fraction of their norm,
-    e.g. 5e-3; 0 = off) after the first `awp_warmup` fraction of training.
-    """
-
-    recipe: str = "standard"
-    epochs: int = 5
-    batch_size: int = 128
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    lr_schedule: str = "constant"
-    seed: int = 42
-    train_eps: float = 8 / 255
-    eps_ramp: float = 0.0
-    attack_steps: int = 7
-    attack_rel_step: float | None = None
-    attack_restarts: int = 1
-    rs_alpha: float = 1.25
-    trades_beta: float = 6.0  # the KL weight of trades and of mart
-    trades_start: str = "normal"  # where the KL walk starts: "normal" (x + 0.001 N(0, 1)) or "uniform" in the ball
-    ensemble_models: tuple[str, ...] = ()
-    precision: str = "bf16"
-    channels_last: bool = True
-    eval_every_epoch: bool = True
-    val_size: int = 0
-    watchdog: bool = False
-    watchdog_drop: float = 0.2  # a fall of the validation PGD accuracy this far below its best is a collapse
-    watchdog_size: int = 512  # validation images the per-epoch PGD check attacks
-    select: str = "last"
-    ema: float = 0.0  # weight averaging: the decay of an exponential moving average of the weights (0: off)
-    shift: int = 0  # augmentation: translate each training image by up to this many pixels (0: off)
-    awp: float = 0.0  # adversarial weight perturbation: its size relative to each weight's norm (0: off)
-    awp_warmup: float = 0.0  # fraction of training before the weight perturbation starts
+    attack_steps: int = option(7, "pgd / trades / mart: attack steps per example", flag="--steps")
+    attack_rel_step: float | None = option(
+        None, "pgd / trades / mart: step size per eps (default 2.5 / steps)", flag="--step-size"
+    )
 
     def __post_init__(self) -> None:
-        _choice("recipe", self.recipe, RECIPES)
-        _choice("precision", self.precision, PRECISIONS)
-        _choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
-        _choice("select", self.select, SELECTIONS)
-        _choice("trades_start", self.trades_start, TRADES_STARTS)
-        if not isinstance(self.shift, int) or isinstance(self.shift, bool) or not 0 <= self.shift <= 8:
-            raise ValueError(f"shift must be an integer in [0, 8] pixels, got {self.shift!r}")
-        for name in ("epochs", "batch_size", "attack_steps", "attack_restarts", "watchdog_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-        if not isinstance(self.val_size, int) or isinstance(self.val_size, bool) or self.val_size < 0:
-            raise ValueError(f"val_size must be an integer >= 0, got {self.val_size!r}")
-        _number("lr", self.lr, low=0, strict=True)
-        _number("momentum", self.momentum, low=0, high=1, open_high=True)
-        _number("weight_decay", self.weight_decay, low=0)
-        _number("train_eps", self.train_eps, low=0, high=1)
-        _number("eps_ramp", self.eps_ramp, low=0, high=1)
-        _number("rs_alpha", self.rs_alpha, low=0, strict=True)
-        _number("trades_beta", self.trades_beta, low=0)
-        _number("watchdog_drop", self.watchdog_drop, low=0, high=1, strict=True)
-        _number("ema", self.ema, low=0, high=1, open_high=True)
-        _number("awp", self.awp, low=0, high=1)
-        _number("awp_warmup", self.awp_warmup, low=0, high=1, open_high=True)
+        _positive_int("attack_steps", self.attack_steps)
         if self.attack_rel_step is not None:
-            _number("attack_rel_step", self.attack_rel_step, low=0, strict=True)
+            _positive_float("attack_rel_step", self.attack_rel_step)
             if self.attack_rel_step > 1:
                 log.warning(
                     "attack step %.3g * eps is larger than eps: the walk can jump across the ball", self.attack_rel_step
                 )
-        if self.recipe == "ensemble" and not self.ensemble_models:
-            raise ValueError("the ensemble recipe needs static pre-trained models (ensemble_models / --ensemble)")
-        if self.recipe != "ensemble" and self.ensemble_models:
-            raise ValueError(f"ensemble_models only go with the ensemble recipe, not {self.recipe!r}")
-        if (self.watchdog or self.select == "best") and self.val_size == 0:
-            raise ValueError("the watchdog and select='best' need a validation split (val_size > 0)")
-        if self.recipe != "standard" and self.train_eps == 0:
-            raise ValueError(f"the {self.recipe} recipe needs train_eps > 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["ensemble_models"] = list(self.ensemble_models)
-        return out
 
 
-def _choice(name: str, value: object, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose from {', '.join(choices)}")
+@dataclass(frozen=True)
+class _KLWeight(_InnerPGD):
+    trades_beta: float = option(6.0, "trades / mart: weight of the KL term", flag="--beta")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _positive_float("trades_beta", self.trades_beta, allow_zero=True)
 
 
-def _number(
-    name: str,
-    value: object,
-    *,
-    low: float,
-    high: float = math.inf,
-    strict: bool = False,
-    open_high: bool = False,
-) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if ok:
-        assert isinstance(value, (int, float))
-        ok = (value > low if strict else value >= low) and (value < high if open_high else value <= high)
-    if not ok:
-        bounds = f"{'(' if strict else '['}{low:g}, {high:g}{')' if open_high else ']'}"
-        raise ValueError(f"{name} must be a number in {bounds}, got {value!r}")
+@dataclass(frozen=True)
+class Standard(Recipe):
+    name: ClassVar[str] = "standard"
+    summary: ClassVar[str] = "cross-entropy on clean images (the seed's baseline)"
+    adversarial: ClassVar[bool] = False
+
+    def objective(self, *, bf16: bool, statics: Sequence[nn.Module] = ()) -> Objective:
+        return standard_ce()
 
 
-def make_objective(cfg: TrainConfig, statics: Sequence[nn.Module] = ()) -> Objective:
-    """The recipe's objective; `statics` are the loaded `ensemble_models`."""
-    bf16 = cfg.precision == "bf16"
-    if cfg.recipe == "fgsm-mix":
+@dataclass(frozen=True)
+class FGSMMix(Recipe):
+    name: ClassVar[str] = "fgsm-mix"
+    summary: ClassVar[str] = "half of each batch clean, half FGSM at train_eps (the seed's defense)"
+
+    def objective(self, *, bf16: bool, statics: Sequence[nn.Module] = ()) -> Objective:
         return fgsm_mix(bf16=bf16)
-    if cfg.recipe == "fgsm-rs":
-        return fgsm_rs(alpha=cfg.rs_alpha, bf16=bf16)
-    if cfg.recipe == "pgd":
+
+
+@dataclass(frozen=True)
+class FGSMRS(Recipe):
+    name: ClassVar[str] = "fgsm-rs"
+    summary: ClassVar[str] = "FGSM from a random start (Wong et al. 2020): fast adversarial training"
+    rs_alpha: float = option(1.25, "fgsm-rs: step size per eps", flag="--rs-alpha")
+
+    def __post_init__(self) -> None:
+        _positive_float("rs_alpha", self.rs_alpha)
+
+    def objective(self, *, bf16: bool, statics: Sequence[nn.Module] = ()) -> Objective:
+        return fgsm_rs(alpha=self.rs_alpha, bf16=bf16)
+
+
+@dataclass(frozen=True)
+class PGDAT(_InnerPGD):
+    name: ClassVar[str] = "pgd"
+    summary: ClassVar[str] = "PGD adversarial training (Madry et al. 2018)"
+    attack_restarts: int = option(1, "pgd: random restarts of the training attack", flag="--restarts")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _positive_int("attack_restarts", self.attack_restarts)
+
+    def objective(self, *, bf16: bool, statics: Sequence[nn.Module] = ()) -> Objective:
         return pgd_at(
-            steps=cfg.attack_steps, rel_step_size=cfg.attack_rel_step, restarts=cfg.attack_restarts, bf16=bf16
+            steps=self.attack_steps, rel_step_size=self.attack_rel_step, restarts=self.attack_restarts, bf16=bf16
         )
-    if cfg.recipe == "trades":
+
+
+@dataclass(frozen=True)
+class TRADES(_KLWeight):
+    name: ClassVar[str] = "trades"
+    summary: ClassVar[str] = "TRADES (Zhang et al. 2019): clean CE + beta * KL(f(x) || f(x'))"
+    trades_start: str = option(
+        "normal",
+        "trades: start the KL walk at x + 0.001 N(0, 1) (normal, the paper's) or uniform in the ball",
+        choices=TRADES_STARTS,
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.trades_start not in TRADES_STARTS:
+            raise ValueError(f"unknown trades_start {self.trades_start!r}; choose from {', '.join(TRADES_STARTS)}")
+
+    def objective(self, *, bf16: bool, statics: Sequence[nn.Module] = ()) -> Objective:
         return trades(
-            beta=cfg.trades_beta,
-            steps=cfg.attack_steps,
-            rel_step_size=cfg.attack_rel_step,
-            start=cfg.trades_start,
+            beta=self.trades_beta,
+            steps=self.attack_steps,
+            rel_step_size=self.attack_rel_step,
+            start=self.trades_start,
             bf16=bf16,
         )
-    if cfg.recipe == "mart":
-        return mart(beta=cfg.trades_beta, steps=cfg.attack_steps, rel_step_size=cfg.attack_rel_step, bf16=bf16)
-    if cfg.recipe == "ensemble":
+
+
+@dataclass(frozen=True)
+class MART(_KLWeight):
+    name: ClassVar[str] = "mart"
+    summary: ClassVar[str] = "MART (Wang et al. 2020): boosted CE on PGD points + KL weighted by 1 - p_y"
+
+    def objective(self, *, bf16: bool, statics: Sequence[nn.Module] = ()) -> Objective:
+        return mart(beta=self.trades_beta, steps=self.attack_steps, rel_step_size=self.attack_rel_step, bf16=bf16)
+
+
+@dataclass(frozen=True)
+class Ensemble(Recipe):
+    name: ClassVar[str] = "ensemble"
+    summary: ClassVar[str] = "ensemble adversarial training (Tramer et al. 2018): FGSM-RS points from static models too"
+    ensemble_models: tuple[str, ...] = option(
+        (), "ensemble: a static pre-trained model (repeat)", flag="--ensemble", metavar="MODEL"
+    )
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ensemble_models", tuple(str(p) for p in self.ensemble_models))
+        if not self.ensemble_models:
+            raise ValueError("the ensemble recipe needs static pre-trained models (ensemble_models / --ensemble)")
+
+    def static_models(self) -> tuple[str, ...]:
+        return self.ensemble_models
+
+    def objective(self, *, bf16: bool, statics: Sequence[nn.Module] = ()) -> Objective:
         return ensemble(statics, bf16=bf16)
-    return standard_ce()
+
+
+RECIPES: dict[str, type[Recipe]] = {cls.name: cls for cls in (Standard, FGSMMix, FGSMRS, PGDAT, TRADES, MART, Ensemble)}
+
+
+def list_recipes() -> list[str]:
+    return list(RECIPES)
+
+
+def recipe_class(name: str) -> type[Recipe]:
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose from {', '.join(RECIPES)}")
+    return RECIPES[name]
+
+
+def create_recipe(name: str, **settings: Any) -> Recipe:
+    """A registered recipe with its defaults overridden by `settings` (TOML keys); a foreign key is refused."""
+    cls = recipe_class(name)
+    own = set(cls.setting_names())
+    foreign = sorted(set(settings) - own)
+    if foreign:
+        owners = {k: [n for n, c in RECIPES.items() if k in c.setting_names()] for k in foreign}
+        why = "; ".join(
+            f"{k} is a setting of {', '.join(v)}" if v else f"{k} is no recipe's setting" for k, v in owners.items()
+        )
+        raise ValueError(f"the {name} recipe does not take {', '.join(foreign)} ({why})")
+    return cls(**settings)
+
+
+def all_settings() -> dict[str, list[str]]:
+    """Every recipe setting (TOML key) and the recipes that own it."""
+    found: dict[str, list[str]] = {}
+    for name, cls in RECIPES.items():
+        for key in cls.setting_names():
+            found.setdefault(key, []).append(name)
+    return found

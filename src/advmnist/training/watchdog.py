@@ -1,4 +1,4 @@
-"""Validation during training: PGD accuracy on held-out training images, and the collapse watchdog.
+"""Scores during training: clean loss and accuracy, PGD accuracy on held-out images, the collapse watchdog.
 
 Fast adversarial training (FGSM-RS, few-step PGD) can overfit catastrophically: within an epoch
 the model learns to defeat the single-step attack it trains on while its accuracy under a
@@ -12,12 +12,39 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from advmnist.attacks import PGD, Threat
+from advmnist.data.batches import iterate_batches
 
 Tensor = torch.Tensor
 VAL_PGD_STEPS = 10  # PGD-10, step eps / 4, random start: cheap, and far stronger than the training FGSM
+
+
+@torch.inference_mode()
+def evaluate_clean(
+    model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 256, *, bf16: bool = False
+) -> tuple[float, float, Tensor]:
+    """Mean loss, accuracy and predictions on clean data in eval mode (mode restored after).
+
+    fp32 unless `bf16` (used only for the per-epoch learning curves of bf16 training).
+    """
+    was_training = model.training
+    model.eval()
+    preds, loss_sum = [], 0.0
+    device = next(model.parameters()).device
+    try:
+        for _, xb, yb in iterate_batches(x, y, batch_size):
+            xb = xb.to(device).contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = model(xb).float()
+            loss_sum += F.cross_entropy(logits, yb.to(device), reduction="sum").item()
+            preds.append(logits.argmax(1).cpu())
+    finally:
+        model.train(was_training)
+    pred = torch.cat(preds)
+    return loss_sum / len(y), (pred == y).float().mean().item(), pred
 
 
 @torch.no_grad()

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advmnist.bench_pgd import paired_speedup, pgd_contenders, race
+from advmnist.bench.pgd import paired_speedup, pgd_contenders, race
 from advmnist.config import StudyConfig
 from advmnist.data import MNIST, DatasetSpec, MNISTSplit, load_mnist
 from advmnist.evaluation import evaluate

@@ -6,7 +6,9 @@
 # group alike: FGSM and PGD-50 on every 10th test image, AutoAttack on every 50th, eps 0.1/0.2/0.3.
 # `final` compares the defenses at their full budget the same way: the two PGD checkpoints shipped before
 # the TRADES one (taken from git history), the shipped TRADES checkpoint, MART (45 min to train) and TRADES
-# for 90 epochs (100 min), the last two trained from their presets unless already there.
+# for 90 epochs (100 min), the last two trained unless already there: each is the shipped preset
+# (configs/robust-seed-cnn.toml) with one change, written below as a two-line preset in $OUT/final-models
+# (the same settings as experiments/configs/robust-seed-cnn-mart.toml and -trades-2h.toml, whose runs these are).
 # Every step resumes after a kill.
 #   bash scripts/compare.sh [train|eval|all|final]   (default all; OUT=runs/compare)
 set -euo pipefail
@@ -61,8 +63,15 @@ if [[ $what == final ]]; then
             mv "$OUT/final-models/$name/model.json.tmp" "$OUT/final-models/$name/model.json"
         fi
     done
-    $ADV train --config configs/train-robust-mart.toml --out "$OUT/final-models/mart" --resume
-    $ADV train --config configs/train-robust-trades-2h.toml --out "$OUT/final-models/trades-90ep" --resume
+    preset() {  # name, then the TOML lines that change the shipped preset
+        local name=$1; shift
+        printf '%s\n' "base = \"$PWD/configs/robust-seed-cnn.toml\"" "$@" > "$OUT/final-models/$name.toml"
+        $ADV train --config "$OUT/final-models/$name.toml" --out "$OUT/final-models/$name" --resume
+    }
+    # MART's objective in place of TRADES' (its PGD walk starts uniform; TRADES' trades_start is left out)
+    preset mart 'recipe = "mart"'
+    # 90 epochs, and the per-epoch validation PGD-10 on all 1,000 validation images
+    preset trades-90ep 'epochs = 90' 'watchdog_size = 1000'
     f() { echo "--model $1=$OUT/final-models/$1/model.safetensors"; }
     # shellcheck disable=SC2046
     $ADV compare $(f pgd) $(f pgd-aug) --model trades=checkpoints/robust-seed-cnn.safetensors $(f mart) \

@@ -468,6 +468,10 @@ def test_every_objective_recomputes_its_loss_on_the_same_examples(recipe: str, d
     cfg = _config(recipe, train_eps=0.2, attack_steps=3, ensemble_models=("m",) if statics else ())
     model = _model()
     out = cfg.recipe_settings.objective(bf16=False, statics=statics)(model, x[:32], y[:32], 0.2)
+    assert out.loss.dim() == 0 and torch.isfinite(out.loss) and out.loss.item() > 0  # a scalar to minimize
+    grads = torch.autograd.grad(out.loss, list(model.parameters()), retain_graph=True)
+    assert all(torch.isfinite(g).all() for g in grads) and any(g.abs().sum() > 0 for g in grads)  # it trains the model
+    assert all(p.grad is None for p in model.parameters())  # crafting its examples touched no parameter gradient
     assert out.again is not None
     again = out.again(model)  # no dropout in TinyCNN: the same weights give the same loss
     assert torch.allclose(again.loss, out.loss) and torch.equal(again.y, out.y)

@@ -78,22 +78,13 @@ def detect_checkpoint(spec: DetectSpec) -> dict[str, Any]:
         "attacks": {a.name: dataclasses.asdict(a) for a in attacks},
         "eps": label,
         "n": len(index),
-        "every": spec.every,
-        "calibration": spec.calibration,
-        "fpr": spec.fpr,
-        "seed": spec.seed,
+        **{k: getattr(spec, k) for k in ("every", "calibration", "fpr", "seed")},
         "data_sha256": data_sha256,
     }
     run_spec = RunSpec(
-        spec.output.path,
-        config,
-        overwrite=spec.output.overwrite,
-        seed=spec.seed,
-        device=device,
-        command=spec.runtime.command,
-        data_sha256=data_sha256,
-        resumable=False,
-    )
+        spec.output.path, config, overwrite=spec.output.overwrite, seed=spec.seed, device=device,
+        command=spec.runtime.command, data_sha256=data_sha256, resumable=False,
+    )  # fmt: skip
     with open_run(run_spec) as run:
         calibration = (train.x[-spec.calibration :].to(device), train.y[-spec.calibration :].to(device))
         results = evaluate_detector(

@@ -77,21 +77,14 @@ def fit(
     With `cfg.awp` each step's gradient is taken at adversarially perturbed weights (`training/awp.py`).
     """
     device = torch.device(device)
-    model.to(device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from the stubs
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    state = _start(model, cfg, device)
     train, val = split_validation(train, cfg.val_size, cfg.seed)
     statics = [_load_static(path, device) for path in cfg.recipe_settings.static_models()]
     objective = cfg.recipe_settings.objective(bf16=cfg.bf16, statics=statics)
     perturb = WeightPerturbation(model, cfg.awp) if cfg.awp else None
-    state = FitState(
-        model, optimizer, torch.Generator().manual_seed(cfg.seed), cfg, TrainResult(model), Watchdog(cfg.watchdog_drop)
-    )
     fingerprint = cfg.to_dict() | {"n_train": len(train[1]) + cfg.val_size}
-    callbacks = _callbacks(
-        cfg, val, test, device, Path(state_dir) if state_dir is not None else None, fingerprint, resume
-    )
+    folder = Path(state_dir) if state_dir is not None else None
+    callbacks = _callbacks(cfg, val, test, device, folder, fingerprint, resume)
     for callback in callbacks:
         callback.start(state)
     result = state.result
@@ -120,6 +113,16 @@ def fit(
         model.load_state_dict(state.final)
     model.eval()
     return result
+
+
+def _start(model: nn.Module, cfg: TrainConfig, device: torch.device) -> FitState:
+    """The model on its device (channels_last if asked), an SGD optimizer and the data generator."""
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # missing from the stubs
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    return FitState(model, optimizer, generator, cfg, TrainResult(model), Watchdog(cfg.watchdog_drop))
 
 
 def _callbacks(

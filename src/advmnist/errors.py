@@ -19,3 +19,10 @@ class CheckpointError(AdvmnistError):
 
 class RunDirError(AdvmnistError):
     """An output folder already holds a run, or a resume folder holds another configuration."""
+
+
+class FactoryError(AdvmnistError):
+    """A user's model factory (`package.module:function`) could not be imported, or raised.
+
+    Raised `from` the original exception, so a debug mode can show the user's traceback.
+    """

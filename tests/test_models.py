@@ -117,7 +117,7 @@ def test_checkpoint_of_another_architecture_is_refused(tmp_path: Path) -> None:
 
 
 def test_missing_card_and_pth_are_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(CheckpointError, match="model card not found"):
+    with pytest.raises(CheckpointError, match="does not exist"):  # issue 24: neither file: say so
         load_model(tmp_path / "nothing.safetensors")
     (tmp_path / "x.pth").write_bytes(b"junk")
     with pytest.raises(CheckpointError, match="import-pth"):
@@ -174,3 +174,130 @@ class _Arbitrary:
 
 def lambda_free_object() -> object:
     return _Arbitrary()
+
+
+# --- issue 24: import-pth matches by name and says what it matched; every key in the errors -------
+
+
+def _our_tensors(**changes: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """seed-cnn's trainable tensors (no normalize buffers, as a foreign .pth has), with `changes` applied."""
+    torch.manual_seed(0)
+    state = {k: v for k, v in create_model("seed-cnn").state_dict().items() if not k.startswith("normalize.")}
+    for key, value in changes.items():
+        state.pop(key, None)
+        if value is not None:
+            state[key] = value
+    return state
+
+
+def test_import_pth_lists_unexpected_and_missing_keys(tmp_path: Path) -> None:
+    torch.save(_our_tensors(**{"fc3.weight": torch.zeros(10, 10)}), tmp_path / "extra.pth")
+    with pytest.raises(CheckpointError, match=r"unexpected: fc3\.weight") as info:
+        import_pth(tmp_path / "extra.pth")
+    assert "missing" not in str(info.value)
+    renamed = _our_tensors(**{"conv1.weight": None})
+    renamed["conv1.w"] = _our_tensors()["conv1.weight"]  # same shape: order and shape alone would accept it
+    torch.save(renamed, tmp_path / "renamed.pth")
+    with pytest.raises(CheckpointError, match=r"missing: conv1\.weight.*unexpected: conv1\.w\b"):
+        import_pth(tmp_path / "renamed.pth")
+
+
+def test_import_pth_matches_by_name_whatever_the_order(tmp_path: Path) -> None:
+    state = _our_tensors()
+    torch.save(dict(reversed(state.items())), tmp_path / "reversed.pth")
+    model = import_pth(tmp_path / "reversed.pth")
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in state.items())
+
+
+def test_import_pth_strips_the_data_parallel_prefix_and_says_so(tmp_path: Path) -> None:
+    from advmnist.models.import_pth import import_pth_with_mapping
+
+    state = _our_tensors()
+    torch.save({f"module.{k}": v for k, v in state.items()}, tmp_path / "dp.pth")
+    result = import_pth_with_mapping(tmp_path / "dp.pth")
+    assert result.renamed == {k: f"module.{k}" for k in state}
+    assert all(torch.equal(result.model.state_dict()[k], v) for k, v in state.items())
+
+
+def test_import_pth_by_order_only_when_every_tensor_pairs_up_and_it_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from advmnist.models.import_pth import import_pth_with_mapping
+
+    torch.save(SeedNotebookCNN().state_dict(), tmp_path / "seed.pth")
+    with caplog.at_level("WARNING", logger="advmnist.models.import_pth"):
+        result = import_pth_with_mapping(tmp_path / "seed.pth")
+    assert result.renamed == {
+        "conv1.weight": "features.0.weight",
+        "conv1.bias": "features.0.bias",
+        "conv2.weight": "features.3.weight",
+        "conv2.bias": "features.3.bias",
+        "fc1.weight": "classifier.1.weight",
+        "fc1.bias": "classifier.1.bias",
+        "fc2.weight": "classifier.4.weight",
+        "fc2.bias": "classifier.4.bias",
+    }
+    assert "by order and shape" in caplog.text and "fc2.weight <- classifier.4.weight" in caplog.text
+    # some names ours, the rest foreign: no guessing, every leftover listed
+    state = SeedNotebookCNN().state_dict()
+    state["conv1.weight"] = state.pop("features.0.weight")
+    torch.save(state, tmp_path / "mixed.pth")
+    with pytest.raises(CheckpointError, match=r"missing: conv1\.bias, conv2\.weight.*unexpected: features\.0\.bias"):
+        import_pth(tmp_path / "mixed.pth")
+
+
+def test_architecture_mismatch_lists_every_key_up_to_ten(tmp_path: Path) -> None:
+    from advmnist.models.checkpoint import load_state_checked
+
+    model = create_model("seed-cnn")
+    state = {f"extra{i:02d}": torch.zeros(1) for i in range(12)}
+    state["fc2.weight"] = torch.zeros(3, 3)
+    with pytest.raises(CheckpointError) as info:
+        load_state_checked(model, state, "w.safetensors")
+    message = str(info.value)
+    assert "missing: normalize.mean, normalize.std, conv1.weight, conv1.bias, conv2.weight" in message
+    assert all(f"extra{i:02d}" in message for i in range(10)) and "extra10" not in message
+    assert "and 2 more" in message
+    assert "fc2.weight (3, 3) where the model has (10, 1024)" in message
+
+
+def test_a_missing_model_file_says_the_file_does_not_exist(tmp_path: Path) -> None:
+    for path in (tmp_path / "nope.safetensors", tmp_path / "nope.json", tmp_path / "nope"):
+        with pytest.raises(CheckpointError, match=r"model file .*nope\.safetensors does not exist") as info:
+            load_model(path)
+        assert "model card" not in str(info.value)
+    save_model(create_model("linear"), tmp_path / "m")
+    (tmp_path / "m.json").unlink()
+    with pytest.raises(CheckpointError, match="model card not found"):
+        load_model(tmp_path / "m.safetensors")
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        (
+            "def build():\n    return 1 / 0\n",
+            "model factory 'userfactory:build' raised ZeroDivisionError: division by zero",
+        ),
+        ("import no_such_module_xyz\ndef build(): ...\n", "No module named 'no_such_module_xyz'"),
+        ("x = 1 / 0\n", "raised ZeroDivisionError: division by zero"),
+        ("def other(): ...\n", "has no attribute 'build'"),
+    ],
+)
+def test_a_failing_model_factory_is_one_line_naming_it_with_its_cause_chained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, source: str, expected: str
+) -> None:
+    import sys
+
+    from advmnist.errors import AdvmnistError
+    from advmnist.models.factory import build_from_factory
+
+    (tmp_path / "userfactory.py").write_text(source)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "userfactory", raising=False)
+    with pytest.raises(AdvmnistError) as info:
+        build_from_factory("userfactory:build")
+    assert expected in str(info.value) and "'userfactory:build'" in str(info.value)
+    assert "\n" not in str(info.value)
+    if "attribute" not in expected:  # the user's code raised: its traceback stays reachable for --debug
+        assert isinstance(info.value.__cause__, (ZeroDivisionError, ImportError))

@@ -111,6 +111,13 @@ def config_from_dict(raw: dict[str, Any], where: str = "config") -> StudyConfig:
                 plan = kwargs[key]
                 if not isinstance(plan, dict):
                     raise TypeError(f"[{key}] must be a table")
+                valid = [f.name for f in dataclasses.fields(ModelPlan)]
+                wrong = [k for k in plan if k not in valid]
+                needed = [f.name for f in dataclasses.fields(ModelPlan) if f.default is dataclasses.MISSING]
+                absent = [k for k in needed if k not in plan]
+                if wrong or absent:
+                    problem = f"unknown key(s) {', '.join(wrong)}" if wrong else f"missing key(s) {', '.join(absent)}"
+                    raise ConfigError(f"{where}: [{key}]: {problem} (valid keys: {', '.join(valid)})")
                 kwargs[key] = ModelPlan(**plan)
         for key in ("eval_eps", "seed_eps", "robust_attacks", "robust_eps"):
             if key in kwargs:

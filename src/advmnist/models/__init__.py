@@ -2,7 +2,7 @@
 
 from advmnist.models import linear, seed_cnn, small_cnn  # noqa: F401  (registers the architectures)
 from advmnist.models.checkpoint import count_parameters, load_model, read_card, save_model
-from advmnist.models.import_pth import import_pth
+from advmnist.models.import_pth import PthImport, import_pth, import_pth_with_mapping
 from advmnist.models.registry import create_model, list_models, register_model
 from advmnist.models.seed_cnn import MNIST_MEAN, MNIST_STD, Normalize, SeedCNN
 from advmnist.models.small_cnn import SmallCNN
@@ -11,11 +11,13 @@ __all__ = [
     "MNIST_MEAN",
     "MNIST_STD",
     "Normalize",
+    "PthImport",
     "SeedCNN",
     "SmallCNN",
     "count_parameters",
     "create_model",
     "import_pth",
+    "import_pth_with_mapping",
     "list_models",
     "load_model",
     "read_card",

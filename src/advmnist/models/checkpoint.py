@@ -81,7 +81,9 @@ def load_model(path: str | Path, *, arch: str | None = None) -> tuple[torch.nn.M
     `arch`, when given, must match the card (guards against evaluating the wrong kind of model).
     Returns the model in eval mode and the card.
     """
-    weights, _ = _paths(path)
+    weights, card_path = _paths(path)
+    if Path(path).suffix != ".pth" and not weights.exists() and not card_path.exists():
+        raise CheckpointError(f"model file {weights} does not exist")
     card = read_card(path)
     if arch is not None and card["arch"] != arch:
         raise CheckpointError(f"{weights}: holds a {card['arch']!r} model, expected {arch!r}")
@@ -99,12 +101,27 @@ def load_model(path: str | Path, *, arch: str | None = None) -> tuple[torch.nn.M
 
 
 def load_state_checked(model: torch.nn.Module, state: dict[str, torch.Tensor], where: str) -> None:
-    """`load_state_dict` with a one-line error when names or shapes belong to another architecture."""
+    """`load_state_dict` with a one-line error listing every missing, unexpected and misshapen tensor."""
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    extra = sorted(set(state) - set(own))
-    bad = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    bad = [
+        f"{k} {tuple(state[k].shape)} where the model has {tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
     if missing or extra or bad:
-        detail = f"missing {missing[:3]}" if missing else f"unexpected {extra[:3]}" if extra else f"shape of {bad[:3]}"
+        detail = key_lists({"missing": missing, "unexpected": extra, "wrong shape": bad})
         raise CheckpointError(f"{where}: weights of another architecture ({detail})")
     model.load_state_dict(state)
+
+
+def key_lists(lists: dict[str, list[str]], limit: int = 10) -> str:
+    """`missing: a, b; unexpected: c, ... and 3 more`: the non-empty lists, each cut at `limit` names."""
+    parts = []
+    for label, names in lists.items():
+        if names:
+            shown = ", ".join(names[:limit])
+            more = f" and {len(names) - limit} more" if len(names) > limit else ""
+            parts.append(f"{label}: {shown}{more}")
+    return "; ".join(parts)

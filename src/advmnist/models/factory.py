@@ -10,24 +10,44 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from advmnist.errors import CheckpointError
+from advmnist.errors import CheckpointError, FactoryError
 from advmnist.io import sha256_file
 from advmnist.models.checkpoint import load_state_checked
 
 
 def build_from_factory(factory: str) -> torch.nn.Module:
-    """Import `package.module:function` and call it with no arguments; it must return an nn.Module."""
+    """Import `package.module:function` and call it with no arguments; it must return an nn.Module.
+
+    Whatever the user's code raises (importing its module, or building the model) becomes one
+    FactoryError naming the factory and the exception, chained `from` it for a debug traceback.
+    """
     module_name, _, attr = factory.partition(":")
     if not module_name or not attr:
-        raise ValueError(f"model factory must look like 'package.module:function', got {factory!r}")
+        raise FactoryError(f"model factory must look like 'package.module:function', got {factory!r}")
     try:
-        builder = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ValueError(f"cannot import model factory {factory!r}: {exc}") from None
-    model = builder()
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise FactoryError(f"cannot import model factory {factory!r}: {_one_line(exc)}") from exc
+    except Exception as exc:  # the user's module failed while being imported: their bug, named
+        raise FactoryError(
+            f"cannot import model factory {factory!r}: its module raised {type(exc).__name__}: {_one_line(exc)}"
+        ) from exc
+    builder = getattr(module, attr, None)
+    if not callable(builder):
+        what = "has no attribute" if builder is None else "has a non-callable"
+        raise FactoryError(f"cannot import model factory {factory!r}: module {module_name!r} {what} {attr!r}")
+    try:
+        model = builder()
+    except Exception as exc:  # any failure of the user's code is named, not a traceback of ours
+        raise FactoryError(f"model factory {factory!r} raised {type(exc).__name__}: {_one_line(exc)}") from exc
     if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model factory {factory!r} returned {type(model).__name__}, not a torch.nn.Module")
+        raise FactoryError(f"model factory {factory!r} returned {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:200] if lines else "(no message)"
 
 
 def load_user_model(factory: str, weights: str | Path) -> tuple[torch.nn.Module, dict[str, Any]]:

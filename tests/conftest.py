@@ -56,6 +56,13 @@ def write_synthetic(folder: Path, n_train: int = 600, n_test: int = 200) -> Path
     return checksums
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that reads the real MNIST files (the `real_mnist` fixture) is `real_data`, whatever it says."""
+    for item in items:
+        if "real_mnist" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.real_data)
+
+
 @pytest.fixture(scope="session")
 def synthetic(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(data folder, checksums file) of the synthetic dataset, shared by the session."""

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -99,18 +100,37 @@ def test_an_output_under_a_file_is_one_line_and_creates_nothing(tmp_path: Path, 
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root")
-def test_a_read_only_folder_for_a_non_root_user_is_one_line(tmp_path: Path, model_path: Path, synthetic) -> None:  # noqa: ANN001
-    tmp_path.chmod(0o755)
-    locked = tmp_path / "ro"
-    locked.mkdir(mode=0o555)
-    locked.chmod(0o555)
-    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HOME": str(tmp_path)}
-    proc = subprocess.run(
-        [*nobody, sys.executable, "-m", "advmnist", *_eval(model_path, locked / "e", synthetic)],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
-    assert_one_line_error(proc, f"{locked / 'e'}: cannot create the folder (Permission denied)")
+def test_read_only_places_for_a_non_root_user_are_one_line(tmp_path: Path, synthetic) -> None:  # noqa: ANN001
+    # pytest's tmp_path sits in a folder only root may enter: work in one that user nobody can read
+    shared = Path(tempfile.mkdtemp(prefix="advmnist-ro-"))
+    try:
+        shared.chmod(0o755)
+        data = shared / "data"
+        shutil.copytree(synthetic[0], data)
+        save_model(create_model("linear"), shared / "lin")
+        (shared / "ro").mkdir(mode=0o555)
+        (shared / "ro").chmod(0o555)
+        secret = shared / "secret"
+        secret.mkdir(mode=0o700)
+        save_model(create_model("linear"), secret / "lin")
+        for p in shared.rglob("*"):
+            if secret not in (p, *p.parents):
+                p.chmod(p.stat().st_mode | (0o555 if p.is_dir() else 0o444))
+        nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "advmnist"]
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HOME": str(shared)}
+        args = ["--eps", "0.1", "--data-dir", str(data), "--checksums", str(data / "checksums.json")]
+
+        def run(model: Path, out: Path) -> subprocess.CompletedProcess[str]:
+            command = [*nobody, "eval", "--model", str(model), "--out", str(out), *args]
+            return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+        assert_one_line_error(
+            run(shared / "lin.safetensors", shared / "ro" / "e"), "cannot create the folder (Permission denied)"
+        )
+        assert_one_line_error(run(secret / "lin.safetensors", shared / "e"), "Permission denied")
+        assert not (shared / "e").exists()
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 def _mount_tmpfs(where: Path, size: str) -> bool:

@@ -79,9 +79,20 @@ def load_model(path: str | Path, *, arch: str | None = None) -> tuple[torch.nn.M
     """Rebuild a model from its card and weights, checking sha256 and every tensor's name and shape.
 
     `arch`, when given, must match the card (guards against evaluating the wrong kind of model).
-    Returns the model in eval mode and the card.
+    Returns the model in eval mode and the card. Any failure to read the files (missing, not
+    readable, corrupt) is a `CheckpointError` naming the file and the cause.
     """
     weights, card_path = _paths(path)
+    try:
+        return _load_model(weights, card_path, path, arch)
+    except OSError as exc:
+        where = exc.filename or weights
+        raise CheckpointError(f"{where}: cannot read ({exc.strerror or exc})") from exc
+
+
+def _load_model(
+    weights: Path, card_path: Path, path: str | Path, arch: str | None
+) -> tuple[torch.nn.Module, dict[str, Any]]:
     if Path(path).suffix != ".pth" and not weights.exists() and not card_path.exists():
         raise CheckpointError(f"model file {weights} does not exist")
     card = read_card(path)
@@ -94,7 +105,7 @@ def load_model(path: str | Path, *, arch: str | None = None) -> tuple[torch.nn.M
     try:
         state = load_file(weights)
         model = create_model(card["arch"], **card.get("arch_kwargs", {}))
-    except (SafetensorError, OSError, ValueError, TypeError) as exc:
+    except (SafetensorError, ValueError, TypeError) as exc:
         raise CheckpointError(f"{weights}: cannot load ({exc})") from None
     load_state_checked(model, state, str(weights))
     return model.eval(), card

@@ -72,7 +72,7 @@ def prepare_run_dir(
         return True
     if overwrite:
         return False
-    what = "holds a run" if marker.is_file() else "is not empty"
+    what = "holds a run" if marker.is_file() and resumable else "is not empty"
     hint = "--resume to continue it or " if marker.is_file() and resumable else ""
     raise RunDirError(f"{out}: {what}; use {hint}--overwrite, or choose another --out")
 

@@ -20,7 +20,7 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +167,8 @@ def _attacks(attack: str | Attack | Sequence[str | Attack], bf16: bool = False) 
 
 
 def _settings(attack: Attack) -> dict[str, Any]:
-    return asdict(attack) if is_dataclass(attack) else {}
+    """The attack's settings as recorded next to its name (a cascade's members keep theirs)."""
+    return {k: v for k, v in attack.settings().items() if k != "name"}
 
 
 def _attack_batch(

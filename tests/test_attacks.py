@@ -359,3 +359,11 @@ def test_norm_functions_start_and_project_where_they_say(norm: str) -> None:
     inside = threat.project(x, far)
     assert (ops.distance(inside, x) <= 0.3 + 1e-6).all() and inside.min() >= 0 and inside.max() <= 1
     assert torch.equal(threat.project(x, inside), inside)  # what is inside stays put
+
+
+def test_gaussian_noise_is_sigma_times_the_generator_s_normal_draws() -> None:
+    from advmnist.attacks.norms import gaussian_noise
+
+    x = torch.rand(4, 1, 28, 28)
+    noise = gaussian_noise(x, 0.001, torch.Generator().manual_seed(1))
+    assert torch.equal(noise, 0.001 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1)))

@@ -4,7 +4,8 @@ Per norm: `random_init` draws a start uniformly inside the ball (PGD), `random_d
 that `random_sphere` puts on a sphere (APGD's start; FAB's restarts rescale it with `rescale`),
 `normalize_grad` turns a gradient into the steepest-ascent direction of unit norm, `project` maps
 a perturbation back onto the ball, `size` measures a perturbation per sample and `distance` two
-points. `Threat.project` moves points into the ball around x and the bounds in one call.
+points. `Threat.project` moves points into the ball around x and the bounds in one call, and
+`gaussian_noise` is the small Gaussian start of TRADES, the same for every norm.
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ def l2_project(delta: Tensor, eps: float) -> Tensor:
 
 def l2_size(t: Tensor) -> Tensor:
     return t.flatten(1).norm(dim=1)
+
+
+def gaussian_noise(x: Tensor, sigma: float, generator: torch.Generator | None) -> Tensor:
+    """N(0, sigma^2) noise shaped like x, for any norm (TRADES starts at x + 0.001 * N(0, 1))."""
+    return sigma * torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from advmnist.attacks import ATTACKS, FGSM, PGD, Threat, create_attack, eval_mode, list_attacks
+from advmnist.attacks import ATTACKS, FGSM, NORMS, PGD, Square, Threat, create_attack, eval_mode, list_attacks
 from advmnist.models import create_model
 
 # Small budgets keep the property tests quick; every registered attack must appear here.
@@ -208,13 +211,18 @@ def test_autoattack_versions() -> None:
     standard = {a.name: a for a in AutoAttack().members()}
     assert standard["apgd-ce"].steps == 100 and standard["apgd-t"].n_targets == 9
     assert standard["square"].queries == 5000
-    assert [a.name for a in AutoAttack(version="custom", attacks=("pgd", "square")).members()] == ["pgd", "square"]
+    custom = AutoAttack(version="custom", attacks=(PGD(), Square()))
+    assert [a.name for a in custom.members()] == ["pgd", "square"]
     with pytest.raises(ValueError, match="unknown AutoAttack version"):
         AutoAttack(version="fast")
     with pytest.raises(ValueError, match="use version='custom'"):
-        AutoAttack(attacks=("pgd",))
+        AutoAttack(attacks=(PGD(),))
     with pytest.raises(ValueError, match="non-empty list of other attacks"):
-        AutoAttack(version="custom", attacks=("autoattack",))
+        AutoAttack(version="custom", attacks=(AutoAttack(),))
+    with pytest.raises(TypeError, match="holds Attack objects, got the name 'pgd'"):
+        AutoAttack(version="custom", attacks=("pgd",))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="non-empty list of other attacks"):
+        create_attack("cascade", attacks=("fgsm", "autoattack"))
 
 
 def test_autoattack_records_the_first_breaker_and_per_point_queries() -> None:
@@ -223,7 +231,7 @@ def test_autoattack_records_the_first_breaker_and_per_point_queries() -> None:
     model, (x, y) = _model(), _batch(32)
     with torch.no_grad():
         y = model.eval()(x).argmax(1)  # all correct clean
-    result = AutoAttack(version="custom", attacks=("fgsm", "pgd"))(model, x, y, Threat("linf", 0.05))
+    result = AutoAttack(version="custom", attacks=(FGSM(), PGD()))(model, x, y, Threat("linf", 0.05))
     alone = FGSM()(model, x, y, Threat("linf", 0.05)).success
     assert result.broken_by is not None and result.queries is not None
     by = result.broken_by
@@ -291,8 +299,10 @@ def test_attack_lists_with_settings() -> None:
     assert (pgd.steps, pgd.restarts, pgd.loss, pgd.bf16) == (50, 10, "dlr", True)  # type: ignore[attr-defined]
     assert fgsm.name == "fgsm" and aa.name == "autoattack" and fgsm.bf16 and aa.bf16
     assert parse_attacks("square[p_init=0.5]")[0].p_init == 0.5  # type: ignore[attr-defined]
-    (both,) = parse_attacks("cascade[attacks=apgd-ce+apgd-t]")
-    assert both.attacks == ("apgd-ce", "apgd-t")  # type: ignore[attr-defined]
+    (both,) = parse_attacks("cascade[attacks=apgd-ce+apgd-t]", bf16=True)
+    assert [(a.name, a.bf16) for a in both.attacks] == [("apgd-ce", True), ("apgd-t", True)]  # type: ignore[attr-defined]
+    (one,) = parse_attacks("cascade[attacks=square]")
+    assert [a.name for a in one.attacks] == ["square"]  # type: ignore[attr-defined]
     for bad, message in [
         ("pgd[steps=5", "unbalanced"),
         ("pgd[steps]", "key=value"),
@@ -302,3 +312,58 @@ def test_attack_lists_with_settings() -> None:
     ]:
         with pytest.raises(ValueError, match=message):
             parse_attacks(bad)
+
+
+@pytest.mark.parametrize("entry", ["__call__", "sweep", "generate"])
+def test_the_contract_entry_points_are_final(entry: str) -> None:
+    from advmnist.attacks import Attack
+
+    assert getattr(getattr(Attack, entry), "__final__", False)  # typing.final: mypy refuses overrides
+    with pytest.raises(TypeError, match=f"Sneaky overrides {entry}: the entry points of the attack contract"):
+        type("Sneaky", (PGD,), {entry: lambda self, *args, **kwargs: None})
+
+
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_settings_hold_the_name_and_every_hyperparameter_as_json(name: str) -> None:
+    attack = create_attack(name, **FAST[name])
+    settings = attack.settings()
+    assert settings["name"] == name
+    assert set(settings) == {"name"} | {f.name for f in dataclasses.fields(attack)}
+    assert json.loads(json.dumps(settings)) == settings
+
+
+def test_a_generator_replaces_the_seed_and_its_stream_goes_on() -> None:
+    model, (x, y) = _model(), _batch()
+    threat, pgd = Threat("linf", 0.1), PGD(steps=3)
+    by_seed = pgd(model, x, y, threat, seed=5)
+    g = torch.Generator().manual_seed(5)
+    by_generator = pgd(model, x, y, threat, generator=g)
+    assert torch.equal(by_seed.x_adv, by_generator.x_adv) and by_generator.seed == 5
+    assert not torch.equal(pgd(model, x, y, threat, generator=g).x_adv, by_seed.x_adv)  # later draws
+    assert torch.equal(pgd.generate(model, x, y, threat, generator=torch.Generator().manual_seed(5)), by_seed.x_adv)
+    with pytest.raises(ValueError, match="seed or generator, not both"):
+        pgd(model, x, y, threat, seed=5, generator=g)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_norm_functions_start_and_project_where_they_say(norm: str) -> None:
+    ops, g = NORMS[norm], torch.Generator().manual_seed(0)
+    x = torch.rand(16, 1, 28, 28, generator=g)
+    sphere = ops.random_sphere(x, 0.3, g)
+    assert torch.allclose(ops.size(sphere), torch.full((16,), 0.3))
+    noise = ops.random_direction(x, g)
+    assert torch.allclose(ops.size(ops.rescale(noise, 0.15)), torch.full((16,), 0.15))
+    assert torch.allclose(ops.unit(noise), ops.rescale(noise, 1.0)) and torch.equal(ops.unit(0 * x), 0 * x)
+    threat = Threat(norm, 0.3)
+    far = x + 5 * sphere
+    inside = threat.project(x, far)
+    assert (ops.distance(inside, x) <= 0.3 + 1e-6).all() and inside.min() >= 0 and inside.max() <= 1
+    assert torch.equal(threat.project(x, inside), inside)  # what is inside stays put
+
+
+def test_gaussian_noise_is_sigma_times_the_generator_s_normal_draws() -> None:
+    from advmnist.attacks.norms import gaussian_noise
+
+    x = torch.rand(4, 1, 28, 28)
+    noise = gaussian_noise(x, 0.001, torch.Generator().manual_seed(1))
+    assert torch.equal(noise, 0.001 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1)))

@@ -6,8 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from advmnist.attacks import PGD, Threat, create_attack, eval_mode
-from advmnist.attacks.base import Oracle
+from advmnist.attacks import PGD, Oracle, Threat, create_attack, eval_mode
 
 
 def _tie_in_bf16() -> nn.Module:

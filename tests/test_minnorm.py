@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advmnist.attacks import CWL2, Cascade, DeepFool, Threat
+from advmnist.attacks import CWL2, FGSM, Cascade, DeepFool, Threat
 from advmnist.data import DatasetSpec, load_mnist
 from advmnist.models import create_model
 from conftest import require
@@ -62,11 +62,11 @@ def test_cw_l2_is_close_to_the_exact_distance_and_never_below_it() -> None:
 def test_in_a_cascade_the_point_is_judged_after_projection() -> None:
     model, x, y, exact = _linear_points()
     eps = float(exact[0].median())  # DeepFool breaks about half the points within eps
-    result = Cascade(attacks=("fgsm", "deepfool"))(model, x, y, Threat("l2", eps))
+    result = Cascade(attacks=(FGSM(), DeepFool()))(model, x, y, Threat("l2", eps))
     assert result.broken_by is not None and 0 < result.success.sum() < len(x)
     assert [b is not None for b in result.broken_by] == result.success.tolist()
     with pytest.raises(ValueError, match="cw-l2 supports only l2 threats"):
-        Cascade(attacks=("cw-l2",))(model, x, y, Threat("linf", 0.1))
+        Cascade(attacks=(CWL2(),))(model, x, y, Threat("linf", 0.1))
 
 
 class Constant(nn.Module):

@@ -113,7 +113,7 @@ def test_cascade_is_the_per_sample_worst_case(model, data) -> None:  # noqa: ANN
     _, _, x, y = data
     threat = Threat("linf", 0.25)
     first = FGSM()(model, x, y, threat).success
-    both = Cascade(attacks=("fgsm", "apgd-ce"))(model, x, y, threat).success
+    both = Cascade(attacks=(FGSM(), APGDCE()))(model, x, y, threat).success
     assert both[first].all()  # what the first attack broke stays broken
     assert both.float().mean() > first.float().mean()  # and the second adds points of its own
 

@@ -1,6 +1,7 @@
 """Auto-PGD (Croce & Hein, ICML 2020): PGD with momentum and a step size it adapts by itself.
 
-Each run starts at a random point of the ball with step size 2 * eps. At checkpoints
+Each run starts at a random point of the ball's surface (`NormOps.random_sphere`, then clipped to
+the bounds) with step size 2 * eps. At checkpoints
 (after 22% of the iterations, then at shrinking intervals down to 6%) a point halves its step
 and restarts from its best iterate when its loss rose in fewer than `rho` of the steps since the
 last checkpoint, or when the step was not halved last time and the best loss has not improved.
@@ -17,8 +18,9 @@ from typing import ClassVar
 
 import torch
 
-from advmnist.attacks.base import Attack, Oracle, Run, on_robust_points
+from advmnist.attacks.base import Attack
 from advmnist.attacks.norms import Threat
+from advmnist.attacks.oracle import Oracle, Run, on_robust_points
 
 Tensor = torch.Tensor
 
@@ -125,13 +127,8 @@ class APGD(Attack):
     def _start(
         self, oracle: Oracle, x: Tensor, y: Tensor, targets: Tensor | None, threat: Threat, generator: torch.Generator
     ) -> _RunState:
-        ops = threat.ops
-        if threat.norm == "l2":
-            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        else:
-            noise = 2 * torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) - 1
-        x_adv = (x + threat.eps * _unit(noise, threat.norm)).clamp(*threat.bounds)
-        x_adv = (x + ops.project(x_adv - x, threat.eps)).clamp(*threat.bounds)
+        x_adv = (x + threat.ops.random_sphere(x, threat.eps, generator)).clamp(*threat.bounds)
+        x_adv = threat.project(x, x_adv)
         loss, grad, logits = oracle.loss_grad(x_adv, y, self.loss, targets)
         found = oracle.fooled(x_adv, y, logits)
         ones = torch.ones(len(x), dtype=torch.bool, device=x.device)
@@ -153,13 +150,12 @@ class APGD(Attack):
 
     def _move(self, s: _RunState, x: Tensor, idx: Tensor, threat: Threat, first: bool) -> None:
         """z = P(x_k + eta * dir), x_{k+1} = P(x_k + a (z - x_k) + (1 - a)(x_k - x_{k-1}))."""
-        ops, low_high = threat.ops, threat.bounds
         x0, x_k, x_prev = x[idx], s.x_adv[idx], s.x_prev[idx]
-        z = (x0 + ops.project(x_k + s.step[idx] * ops.normalize_grad(s.grad[idx]) - x0, threat.eps)).clamp(*low_high)
+        z = threat.project(x0, x_k + s.step[idx] * threat.ops.normalize_grad(s.grad[idx]))
         a = 1.0 if first else self.momentum
         x_next = x_k + a * (z - x_k) + (1 - a) * (x_k - x_prev)
         s.x_prev[idx] = x_k
-        s.x_adv[idx] = (x0 + ops.project(x_next - x0, threat.eps)).clamp(*low_high)
+        s.x_adv[idx] = threat.project(x0, x_next)
 
     def _record(self, s: _RunState, idx: Tensor, loss: Tensor, grad: Tensor, fooled: Tensor) -> None:
         s.found[idx[fooled]] = True
@@ -228,10 +224,3 @@ def _expand_shape(x: Tensor) -> tuple[int, ...]:
 
 def _expand(mask: Tensor, like: Tensor) -> Tensor:
     return mask.view(_expand_shape(like))
-
-
-def _unit(t: Tensor, norm: str) -> Tensor:
-    """t scaled to norm 1 per sample (Linf or L2)."""
-    flat = t.flatten(1)
-    size = flat.abs().amax(1) if norm == "linf" else flat.norm(dim=1)
-    return t / (size.view(_expand_shape(t)) + 1e-12)

@@ -16,10 +16,10 @@ from typing import ClassVar
 
 import torch
 
-from advmnist.attacks.base import Oracle
 from advmnist.attacks.losses import margin
 from advmnist.attacks.minnorm import MinNormAttack
 from advmnist.attacks.norms import Threat
+from advmnist.attacks.oracle import Oracle
 
 Tensor = torch.Tensor
 _BETAS = (0.9, 0.999)  # Adam's defaults, as in the paper's code

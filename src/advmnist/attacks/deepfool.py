@@ -15,9 +15,9 @@ from typing import ClassVar
 
 import torch
 
-from advmnist.attacks.base import Oracle
 from advmnist.attacks.minnorm import MinNormAttack
 from advmnist.attacks.norms import Threat
+from advmnist.attacks.oracle import Oracle
 
 Tensor = torch.Tensor
 

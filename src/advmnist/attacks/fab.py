@@ -26,9 +26,9 @@ from typing import ClassVar
 
 import torch
 
-from advmnist.attacks.base import Oracle, Run, on_robust_points
 from advmnist.attacks.minnorm import MinNormAttack
 from advmnist.attacks.norms import Threat
+from advmnist.attacks.oracle import Oracle, Run, on_robust_points
 
 Tensor = torch.Tensor
 
@@ -95,11 +95,6 @@ def _solve_sorted(weight: Tensor, kink: Tensor, c: Tensor) -> Tensor:
     prev_wr = torch.cat([zero, below_wr], 1).gather(1, passed)
     lam = (c - prev_wr) / (total - prev_w).clamp_min(1e-30)
     return torch.where(passed == kink.shape[1], math.inf, lam)  # out of reach: all the way to the box
-
-
-def _lp(t: Tensor, norm: str) -> Tensor:
-    """Per-row norm of a flat (n, D) tensor."""
-    return t.abs().amax(1) if norm == "linf" else t.norm(dim=1)
 
 
 def _differences(logits: Tensor, y: Tensor, targets: Tensor | None) -> Tensor:
@@ -256,12 +251,8 @@ class FAB(MinNormAttack):
         """The first iterate (x, or a random point at distance eps / 2) and the gradients there."""
         x_k = x.clone()
         if random_start:
-            if threat.norm == "linf":
-                noise = 2 * torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) - 1
-            else:
-                noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            size = _lp(noise.flatten(1), threat.norm).clamp_min(1e-12).view(-1, *([1] * (x.dim() - 1)))
-            x_k = (x + 0.5 * threat.eps * noise / size).clamp(*threat.bounds)
+            ops = threat.ops
+            x_k = (x + ops.rescale(ops.random_direction(x, generator), 0.5 * threat.eps)).clamp(*threat.bounds)
         n = len(x)
         s = _State(
             x_k=x_k,
@@ -301,7 +292,8 @@ class FAB(MinNormAttack):
         t, ww, c = torch.cat([x_k, x0]), torch.cat([w, w]), torch.cat([c_k, c_0])
         d = project_onto_hyperplane(t, ww, c, norm, threat.bounds)  # (2n, D)
         d_k, d_0 = d[:n], d[n:]  # from the iterate and from the clean point
-        size_k, size_0 = _lp(d_k, norm).clamp_min(1e-8), _lp(d_0, norm).clamp_min(1e-8)
+        size = threat.ops.size
+        size_k, size_0 = size(d_k).clamp_min(1e-8), size(d_0).clamp_min(1e-8)
         alpha = (size_k / (size_k + size_0)).clamp(0, self.alpha_max).unsqueeze(1)  # (n, 1)
         x_next = (x_k + self.eta * d_k) * (1 - alpha) + (x0 + self.eta * d_0) * alpha
         s.x_k[idx] = x_next.clamp(*threat.bounds).view(-1, *x.shape[1:])

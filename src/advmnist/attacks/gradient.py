@@ -16,8 +16,9 @@ from typing import ClassVar
 
 import torch
 
-from advmnist.attacks.base import Attack, Oracle
+from advmnist.attacks.base import Attack
 from advmnist.attacks.norms import Threat
+from advmnist.attacks.oracle import Oracle
 
 Tensor = torch.Tensor
 
@@ -47,9 +48,8 @@ class GradientAttack(Attack):
         return self.steps == 1 and not self.random_start
 
     def _step(self, x: Tensor, x_adv: Tensor, grad: Tensor, threat: Threat) -> Tensor:
-        ops = threat.ops
-        x_adv = x_adv + self.rel_step_size * threat.eps * ops.normalize_grad(grad)
-        return (x + ops.project(x_adv - x, threat.eps)).clamp(*threat.bounds)
+        x_adv = x_adv + self.rel_step_size * threat.eps * threat.ops.normalize_grad(grad)
+        return threat.project(x, x_adv)
 
     def _one_run(self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, generator: torch.Generator) -> Tensor:
         """One restart on the given points; returns each point's first fooling iterate, else its last."""

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from advmnist.attacks.base import Attack, Oracle
+from advmnist.attacks.base import Attack
 from advmnist.attacks.norms import Threat
+from advmnist.attacks.oracle import Oracle
 
 Tensor = torch.Tensor
 
@@ -53,8 +54,6 @@ class MinNormAttack(Attack):
     def _checked_search(
         self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, generator: torch.Generator
     ) -> tuple[Tensor, Tensor]:
-        if threat.norm not in self.norms:  # also when run inside a cascade, which skips the base's checks
-            raise ValueError(f"{self.name} supports only {', '.join(self.norms)} threats, got {threat.norm!r}")
         return confirm(oracle, x, y, self._search(oracle, x, y, threat, generator), threat)
 
     def _perturb_sweep(
@@ -70,12 +69,3 @@ class MinNormAttack(Attack):
         x_adv, norm = self._checked_search(oracle, x, y, threats[0], generator)
         oracle.notes["norm_found"] = norm
         return [(oracle, x_adv) for _ in threats]
-
-    def _perturb(self, oracle: Oracle, x: Tensor, y: Tensor, threat: Threat, generator: torch.Generator) -> Tensor:
-        """One budget on (possibly) a subset of a batch, as a cascade runs its members.
-
-        The point is projected here so that a cascade judges the point the base will return; the
-        norms are not recorded, since the notes belong to the cascade's whole batch.
-        """
-        x_adv, _ = self._checked_search(oracle, x, y, threat, generator)
-        return self._project(x, x_adv, threat)[0]

@@ -26,13 +26,29 @@ def list_attacks() -> list[str]:
 
 
 def create_attack(name: str, **kwargs: Any) -> Attack:
-    """Build a registered attack with its defaults overridden by `kwargs`."""
+    """Build a registered attack with its defaults overridden by `kwargs`.
+
+    A cascade's `attacks` may be given by name (`create_attack("cascade", attacks=("apgd-ce",
+    "apgd-t"))`): each becomes that attack with its defaults, as the cascade itself holds objects.
+    """
     if name not in ATTACKS:
         raise ValueError(f"unknown attack {name!r}; choose from {', '.join(list_attacks())}")
+    if issubclass(ATTACKS[name], Cascade) and "attacks" in kwargs:
+        kwargs["attacks"] = _members_by_name(kwargs["attacks"])
     try:
         return ATTACKS[name](**kwargs)
     except TypeError as exc:
         raise ValueError(f"bad settings for attack {name!r}: {exc}") from None
+
+
+def _members_by_name(attacks: object) -> object:
+    """A cascade's members from names (`"apgd-ce"` or a tuple of names and attacks); other values pass."""
+    items = (attacks,) if isinstance(attacks, str) else attacks
+    if not isinstance(items, (tuple, list)):
+        return attacks  # the cascade refuses it with its own message
+    if any(isinstance(a, str) and issubclass(ATTACKS.get(a, Attack), Cascade) for a in items):
+        raise ValueError(f"a cascade needs a non-empty list of other attacks, got {list(items)}")
+    return tuple(create_attack(a) if isinstance(a, str) else a for a in items)
 
 
 def parse_attacks(text: str, **common: Any) -> list[Attack]:
@@ -61,6 +77,12 @@ def parse_attacks(text: str, **common: Any) -> list[Attack]:
 
 
 def attack_defaults(name: str) -> dict[str, Any]:
-    """The hyperparameters of an attack and their default values."""
+    """The hyperparameters of an attack and their default values (a cascade's members by name)."""
     attack = create_attack(name)
-    return {f.name: getattr(attack, f.name) for f in dataclasses.fields(attack)}
+    return {f.name: _by_name(getattr(attack, f.name)) for f in dataclasses.fields(attack)}
+
+
+def _by_name(value: Any) -> Any:
+    if isinstance(value, tuple) and value and all(isinstance(v, Attack) for v in value):
+        return tuple(v.name for v in value)
+    return value

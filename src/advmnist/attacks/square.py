@@ -14,9 +14,10 @@ from typing import ClassVar
 
 import torch
 
-from advmnist.attacks.base import Attack, Oracle, on_robust_points
+from advmnist.attacks.base import Attack
 from advmnist.attacks.losses import margin
 from advmnist.attacks.norms import Threat
+from advmnist.attacks.oracle import Oracle, on_robust_points
 
 Tensor = torch.Tensor
 _SCHEDULE = ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64), (6000, 128), (8000, 256))
@@ -69,7 +70,7 @@ class Square(Attack):
         # Always fp32, also under `bf16=True`: the search keeps a change only when the margin goes
         # down, and bf16 rounding (~0.5% of the logit range) hides the small steps it lives on. On
         # 5,000 test images of the robust checkpoint, Square in bf16 broke 30 points that the white-box
-        # attacks had not, in fp32 54 (the official code 48); docs/results.md, "AutoAttack on a GPU".
+        # attacks had not, in fp32 54 (the official code 48); experiments/journal.md, "AutoAttack on a GPU".
         oracle = oracle.exact()
         runs = (
             lambda index: self._run(oracle.view(index), x[index], y[index], threat, generator)
@@ -108,7 +109,7 @@ class Square(Attack):
         for top in range(start, start + 5 * s, s):  # a 5 x 5 grid of +-pattern tiles
             for left in range(start, start + 5 * s, s):
                 delta[..., top : top + s, left : left + s] += l2_pattern(s, g, x.device) * _signs((b, c, 1, 1), g, x)
-        return (x + threat.eps * _unit_l2(delta)).clamp(*threat.bounds)
+        return (x + threat.eps * threat.ops.unit(delta)).clamp(*threat.bounds)
 
     def _propose(self, x: Tensor, x_best: Tensor, p: float, threat: Threat, g: torch.Generator) -> Tensor:
         b, c, h, w = x.shape
@@ -117,7 +118,7 @@ class Square(Attack):
             top, left = _corner(h, w, s, g, x.device)
             x_new = x_best.clone()
             x_new[..., top : top + s, left : left + s] += 2 * threat.eps * _signs((b, c, 1, 1), g, x)
-            return (x + (x_new - x).clamp(-threat.eps, threat.eps)).clamp(*threat.bounds)
+            return threat.project(x, x_new)
         s = max(s, 3) + (1 - max(s, 3) % 2)  # odd, >= 3
         s = min(s, h - 1)
         return self._propose_l2(x, x_best, s, threat, g)
@@ -131,14 +132,14 @@ class Square(Attack):
         mask = torch.zeros_like(x)
         mask[..., t1 : t1 + s, l1 : l1 + s] = 1
         mask[..., t2 : t2 + s, l2 : l2 + s] = 1
-        free = (threat.eps**2 - _norm_l2(delta) ** 2).clamp_min(0) / c  # (B, 1, 1, 1)
+        free = (threat.eps**2 - threat.ops.size(delta).view(b, 1, 1, 1) ** 2).clamp_min(0) / c  # (B, 1, 1, 1)
         mass = (free + (delta * mask).flatten(2).pow(2).sum(2).view(b, c, 1, 1)).sqrt()  # per channel
         new = l2_pattern(s, g, x.device) * _signs((b, c, 1, 1), g, x) + window / window_norm.clamp_min(1e-12)
         new = new / new.flatten(2).norm(dim=2).view(b, c, 1, 1).clamp_min(1e-12) * mass
         delta = delta.clone()
         delta[..., t2 : t2 + s, l2 : l2 + s] = 0
         delta[..., t1 : t1 + s, l1 : l1 + s] = new
-        return (x + threat.eps * _unit_l2(delta)).clamp(*threat.bounds)
+        return (x + threat.eps * threat.ops.unit(delta)).clamp(*threat.bounds)
 
 
 def _signs(shape: tuple[int, ...], g: torch.Generator, like: Tensor) -> Tensor:
@@ -149,11 +150,3 @@ def _corner(h: int, w: int, s: int, g: torch.Generator, device: torch.device) ->
     top = int(torch.randint(0, h - s + 1, (), generator=g, device=device))
     left = int(torch.randint(0, w - s + 1, (), generator=g, device=device))
     return top, left
-
-
-def _norm_l2(t: Tensor) -> Tensor:
-    return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.dim() - 1)))
-
-
-def _unit_l2(t: Tensor) -> Tensor:
-    return t / _norm_l2(t).clamp_min(1e-12)

@@ -8,7 +8,6 @@ the evaluated ones, and the clean false-positive rate is measured again on the e
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import time
 from collections.abc import Sequence
@@ -89,7 +88,7 @@ def evaluate_detector(
         )
         pred, scores = _predict(model, x_adv, detector.batch_size), detector.score(model, x_adv)
         row, ok = _row(attack.name, pred, scores, y, correct, clean_scores, threshold)
-        rows.append({**row, "settings": dataclasses.asdict(attack), "seconds": time.perf_counter() - start})
+        rows.append({**row, "settings": _settings(attack), "seconds": time.perf_counter() - start})
         safe &= ok
     row, ok = _adaptive_row(model, detector, x, y, eps, threshold, adaptive_steps, seed, correct, clean_scores)
     rows.append(row)
@@ -188,6 +187,10 @@ def _verdict(rows: list[dict[str, Any]], worst: dict[str, Any], eps: float) -> s
         listed = ", ".join(r["attack"] for r in lower)
         text += f" The adaptive attack did worse than {listed}: it is too weak here, so trust the worst case."
     return text
+
+
+def _settings(attack: Attack) -> dict[str, Any]:
+    return {k: v for k, v in attack.settings().items() if k != "name"}
 
 
 def _predict(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:

@@ -20,7 +20,7 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, is_dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +149,7 @@ def run_plan(
         costs.append(cost)
         if log is not None:
             log.append(batch_rows, {"start": start, "size": stop - start, "cost": cost})
-    named = [(a.name, _settings(a)) for a in plan.attacks]
+    named = [(a.name, attack_settings(a)) for a in plan.attacks]
     clean, results = summarize(rows, costs, named, plan.norm, list(plan.budgets), plan.seed)
     if plan.checks:
         found += _post_checks(model, x[:SAMPLE].to(device), y[:SAMPLE].to(device), plan, results)
@@ -179,8 +179,9 @@ def _attacks(attack: str | Attack | Sequence[str | Attack], bf16: bool = False) 
     return built
 
 
-def _settings(attack: Attack) -> dict[str, Any]:
-    return asdict(attack) if is_dataclass(attack) else {}
+def attack_settings(attack: Attack) -> dict[str, Any]:
+    """The attack's settings as recorded next to its name (a cascade's members keep theirs)."""
+    return {k: v for k, v in attack.settings().items() if k != "name"}
 
 
 def _attack_batch(
@@ -314,7 +315,7 @@ def _fingerprint(model: nn.Module, x: Tensor, y: Tensor, index: list[int], plan:
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     budgets = [list(b) for b in plan.budgets]
-    spec = [index, [(a.name, _settings(a)) for a in plan.attacks], plan.norm, budgets, plan.batch_size, plan.seed]
+    spec = [index, [(a.name, attack_settings(a)) for a in plan.attacks], plan.norm, budgets, plan.batch_size, plan.seed]
     h.update(json.dumps(spec, sort_keys=True, default=str).encode())
     return h.hexdigest()
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 from advmnist.errors import UsageError, user_input
 from advmnist.evaluation import parse_eps_list
+from advmnist.evaluation.evaluate import attack_settings
 from advmnist.io import write_json
 from advmnist.options import group, option
 from advmnist.rundir import RunSpec, open_run
@@ -75,7 +75,7 @@ def detect_checkpoint(spec: DetectSpec) -> dict[str, Any]:
         "task": "detect",
         "model": spec.model.name,
         "model_sha256": card["sha256"],
-        "attacks": {a.name: dataclasses.asdict(a) for a in attacks},
+        "attacks": {a.name: attack_settings(a) for a in attacks},
         "eps": label,
         "n": len(index),
         **{k: getattr(spec, k) for k in ("every", "calibration", "fpr", "seed")},

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from advmnist.errors import UsageError, user_input
 from advmnist.evaluation import Evaluation, Plan, parse_eps_list, run_plan
+from advmnist.evaluation.evaluate import attack_settings
 from advmnist.io import write_json
 from advmnist.options import group, option
 from advmnist.rundir import RunSpec, open_run
@@ -101,7 +101,7 @@ def evaluate_checkpoint(spec: EvalSpec) -> Evaluation:
         "task": "eval",
         "model": spec.model.name,
         "model_sha256": card["sha256"],
-        "attacks": {a.name: dataclasses.asdict(a) for a in spec.plan.attacks},
+        "attacks": {a.name: attack_settings(a) for a in spec.plan.attacks},
         "norm": spec.norm,
         "eps": [label for label, _ in parse_eps_list(spec.eps)],
         "n": len(index),

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from advmnist.attacks import FGSM, PGD, GradientAttack, Threat, eval_mode
+from advmnist.attacks.norms import gaussian_noise, linf_random_init
 
 Tensor = torch.Tensor
 
@@ -147,19 +148,17 @@ def _trades_example(model: nn.Module, x: Tensor, eps: float, steps: int, step: f
         cast = torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16)
         with torch.no_grad(), cast:
             target = F.log_softmax(model(x).float(), 1)  # (B, 10), the clean prediction
-        if start == "uniform":  # global RNG: checkpointed
-            noise = eps * (2 * torch.rand(x.shape, device=x.device, dtype=x.dtype) - 1)
-        else:
-            noise = 0.001 * torch.randn(x.shape, device=x.device, dtype=x.dtype)
-        x_adv = (x + noise).clamp(0, 1)
+        threat = Threat("linf", eps)
+        # global RNG (generator None): every training checkpoint saves its state
+        start_at = linf_random_init(x, eps, None) if start == "uniform" else gaussian_noise(x, 0.001, None)
+        x_adv = (x + start_at).clamp(*threat.bounds)
         for _ in range(steps):
             x_adv.requires_grad_(True)
             with torch.enable_grad(), cast:
                 log_p = F.log_softmax(model(x_adv).float(), 1)
                 kl = F.kl_div(log_p, target, reduction="sum", log_target=True)
                 (grad,) = torch.autograd.grad(kl, x_adv)
-            x_adv = x_adv.detach() + step * grad.sign()
-            x_adv = (x + (x_adv - x).clamp(-eps, eps)).clamp(0, 1)
+            x_adv = threat.project(x, x_adv.detach() + step * threat.ops.normalize_grad(grad))
         return x_adv.detach()
 
 

@@ -11,6 +11,7 @@ import io
 import os
 import shutil
 import socket
+import re
 import subprocess
 import sys
 import time
@@ -110,12 +111,24 @@ def _attack(page: Any, source: str) -> str:
     return summary.inner_text()
 
 
+def _row_of(text: str, model: str, eps: float) -> tuple[int, int, bool]:
+    """The summary table's row of `model`: (prediction before, after, fooled); its norm within eps."""
+    rows = [line.split("\t") for line in text.splitlines() if line.split("\t")[0].strip() == model]
+    assert len(rows) == 1, text
+    cells = [c.strip() for c in rows[0]]
+    before, after = (re.fullmatch(r"(\d) \(\d+%\)", c) for c in cells[1:3])
+    assert before and after and cells[3] in ("yes", "no") and re.fullmatch(r"[\d.]+ s", cells[5]), cells
+    assert 0 <= float(cells[4]) <= eps + 1e-3, cells
+    return int(before[1]), int(after[1]), cells[3] == "yes"
+
+
 def test_upload_a_digit_attack_and_see_the_result(browser: Any, demo_url: str, tmp_path: Path) -> None:
     page = browser.new_page()
     page.goto(demo_url, timeout=TIMEOUT_MS)
     page.locator("#upload input[type=file]").set_input_files(str(_digit_png(tmp_path / "one.png")))
     text = _attack(page, "upload")
-    assert "Error" not in text and "PGD, Linf eps 0.3" in text and "lin" in text
+    assert "Error" not in text and "PGD, Linf eps 0.3" in text
+    _row_of(text, "lin", 0.3)
     for box in ("#seen", "#result"):
         image = page.locator(f"{box} img").first
         image.wait_for(timeout=TIMEOUT_MS)
@@ -139,7 +152,8 @@ def test_draw_a_stroke_and_attack(browser: Any, demo_url: str, tmp_path: Path) -
         page.mouse.move(x + w * 0.5, y + h * t, steps=2)
     page.mouse.up()
     text = _attack(page, "draw")
-    assert "Error" not in text and "lin" in text
+    assert "Error" not in text
+    _row_of(text, "lin", 0.3)
     page.screenshot(path=str(tmp_path / "demo-draw.png"), full_page=True)
     page.close()
 
@@ -152,7 +166,8 @@ def test_pick_a_random_test_image_and_attack(browser: Any, demo_url: str, real_m
     expect = pytest.importorskip("playwright.sync_api").expect
     expect(page.locator("#source").get_by_label("pick")).to_be_checked(timeout=TIMEOUT_MS)  # the input follows
     text = _attack(page, "pick")
-    assert "Error" not in text and "lin" in text
+    assert "Error" not in text
+    _row_of(text, "lin", 0.3)
     page.close()
 
 

@@ -109,6 +109,12 @@ def require(module: str, why: str):  # noqa: ANN201
 
 
 @pytest.fixture
+def bf16_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bf16 autocast even on a CPU without native bf16 (where `auto` runs fp32): for tests of the bf16 path."""
+    monkeypatch.setenv("ADVMNIST_BF16", "on")
+
+
+@pytest.fixture
 def real_mnist(monkeypatch: pytest.MonkeyPatch) -> None:
     """The user's real MNIST cache (filled by `advmnist data`, which `make test` runs first)."""
     if _USER_CACHE is None:

@@ -66,7 +66,7 @@ def test_a_cascade_counts_every_pass_of_its_members() -> None:
     assert result.queries is not None and torch.equal(result.queries, queries)
 
 
-def test_the_cascade_precision_reaches_its_members() -> None:
+def test_the_cascade_precision_reaches_its_members(bf16_on: None) -> None:
     model = _model()
     x, _ = _points(model)
     with torch.no_grad():

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import socket
-import re
 import subprocess
 import sys
 import time

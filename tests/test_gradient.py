@@ -8,6 +8,8 @@ from torch import nn
 
 from advmnist.attacks import PGD, Oracle, Threat, create_attack, eval_mode
 
+pytestmark = pytest.mark.usefixtures("bf16_on")  # these test the bf16 search itself, wherever it runs
+
 
 def _tie_in_bf16() -> nn.Module:
     """Logits (x, (1 + 2^-10) x, 0, 0): class 1 wins in fp32, while bf16 rounds the weights to a tie."""

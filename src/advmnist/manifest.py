@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from advmnist import precision
+
 SCHEMA_VERSION = 1
 
 
@@ -74,6 +76,7 @@ def make_manifest(seed: int, device: str, data_sha256: dict[str, str], command: 
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "bf16": precision.describe(device),
         "device": device,
         "git_sha": git_sha(),
         "data_sha256": data_sha256,

@@ -20,6 +20,7 @@ from torch import nn
 
 from advmnist.attacks.norms import Threat
 from advmnist.attacks.oracle import Oracle, verdict_from_pred
+from advmnist.precision import use_bf16
 
 Tensor = torch.Tensor
 _NORM_TOLERANCE = 1e-6
@@ -168,7 +169,8 @@ class Attack:
         return False
 
     def _oracle(self, model: nn.Module) -> Oracle:
-        return Oracle(model, torch.bfloat16 if self.bf16 else None)
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        return Oracle(model, torch.bfloat16 if use_bf16(self.bf16, device) else None)
 
     def _new_oracle(self, model: nn.Module, x: Tensor, targets: Tensor | None = None) -> Oracle:
         return self._oracle(model).reset(len(x), x.device, targets)

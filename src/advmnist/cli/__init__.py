@@ -34,6 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     func: Callable[..., int] = args.func
     try:
+        from advmnist import precision
+
+        precision.mode()  # a bad ADVMNIST_BF16 is refused before anything is written
         code = func(args)
         sys.stdout.flush()  # a closed pipe shows up here, not at exit after main returned
         return code

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from advmnist.data.augment import random_shift
 from advmnist.data.batches import iterate_batches
 from advmnist.models import load_model
+from advmnist.precision import use_bf16
 from advmnist.training.awp import WeightPerturbation
 from advmnist.training.callbacks import (
     Averaging,
@@ -36,7 +37,7 @@ Tensor = torch.Tensor
 
 
 def _autocast(cfg: TrainConfig, device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    if cfg.bf16:
+    if use_bf16(cfg.bf16, device):
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

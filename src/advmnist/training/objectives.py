@@ -19,6 +19,7 @@ from torch import nn
 
 from advmnist.attacks import FGSM, PGD, GradientAttack, Threat, eval_mode
 from advmnist.attacks.norms import gaussian_noise, linf_random_init
+from advmnist.precision import use_bf16
 
 Tensor = torch.Tensor
 
@@ -145,7 +146,7 @@ def trades(
 
 def _trades_example(model: nn.Module, x: Tensor, eps: float, steps: int, step: float, start: str, bf16: bool) -> Tensor:
     with torch.autocast(device_type=x.device.type, enabled=False), eval_mode(model):
-        cast = torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16)
+        cast = torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=use_bf16(bf16, x.device))
         with torch.no_grad(), cast:
             target = F.log_softmax(model(x).float(), 1)  # (B, 10), the clean prediction
         threat = Threat("linf", eps)

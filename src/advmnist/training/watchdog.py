@@ -17,6 +17,7 @@ from torch import nn
 
 from advmnist.attacks import PGD, Threat
 from advmnist.data.batches import iterate_batches
+from advmnist.precision import use_bf16
 
 Tensor = torch.Tensor
 VAL_PGD_STEPS = 10  # PGD-10, step eps / 4, random start: cheap, and far stronger than the training FGSM
@@ -37,7 +38,7 @@ def evaluate_clean(
     try:
         for _, xb, yb in iterate_batches(x, y, batch_size):
             xb = xb.to(device).contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16(bf16, device)):
                 logits = model(xb).float()
             loss_sum += F.cross_entropy(logits, yb.to(device), reduction="sum").item()
             preds.append(logits.argmax(1).cpu())

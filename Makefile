@@ -35,7 +35,7 @@ run: data
 test: $(VENV)/.dev
 	$(ADV) data --quiet
 	# pytest exits 5 when it collects nothing: that is a failure here, not a pass
-	$(PY) -m pytest -q; rc=$$?; if [ $$rc -eq 5 ]; then echo "error: no tests collected"; exit 1; fi; exit $$rc
+	$(PY) -m pytest -q --durations=25; rc=$$?; if [ $$rc -eq 5 ]; then echo "error: no tests collected"; exit 1; fi; exit $$rc
 
 bench: $(VENV)/.dev data
 	$(ADV) bench --out docs/benchmarks.md

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advmnist import precision
 from advmnist.bench.pgd import paired_speedup, pgd_contenders, race
 from advmnist.config import StudyConfig
 from advmnist.data import MNIST, DatasetSpec, MNISTSplit, load_mnist
@@ -230,6 +231,14 @@ def study_benchmark(train: MNISTSplit, test: MNISTSplit) -> Line:
     return Line("whole seed study", "runs/hour", 3600 / ours, 3600 / seconds, note)
 
 
+def _bf16_note() -> str:
+    """What the rows that ask for bf16 really ran in on this machine (README, "Speed")."""
+    used = precision.use_bf16(True, "cpu")
+    native = "native" if precision.native_bf16("cpu") else "not native (emulated)"
+    ran = "bf16" if used else "fp32"
+    return f"bf16 on this CPU: {native}; ADVMNIST_BF16={precision.mode()}, so the rows marked bf16 ran in {ran}."
+
+
 def render(lines: list[Line], batches: int, command: str, targets: list[str], load: tuple[float, float]) -> str:
     rows = "\n".join(
         f"| {ln.name} | {ln.ours:,.0f} | {ln.bare:,.0f} | **{ln.ratio:.2f}x** | {ln.unit} | {ln.note} |" for ln in lines
@@ -240,6 +249,7 @@ def render(lines: list[Line], batches: int, command: str, targets: list[str], lo
 Written by `{command}` on {now()}; advmnist {package_version()}, torch {torch.__version__},
 Python {platform.python_version()}, {cpu_name()}, {torch.get_num_threads()} threads; load average
 {load[0]:.1f} at the start, {load[1]:.1f} at the end.{_busy_warning(load)}
+{_bf16_note()}
 
 Each line runs our code path and then a bare PyTorch loop doing the same work (the seed notebook's
 way: fp32, NCHW, `loss.backward()` also for attack gradients, batch 128) in the same process, one

@@ -83,4 +83,4 @@ def describe(device: torch.device | str = "cpu") -> dict[str, object]:
         native = native_bf16(device)
     except (RuntimeError, ValueError):  # a device string torch does not know
         native = False
-    return {"native": native, "mode": os.environ.get(ENV, "auto")}
+    return {"native": native, "mode": mode()}  # the normalized switch, as use_bf16 reads it

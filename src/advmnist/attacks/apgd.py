@@ -58,17 +58,22 @@ class _RunState:
 
 @dataclass(frozen=True)
 class APGD(Attack):
-    """Untargeted Auto-PGD on the cross-entropy (`loss="ce"`) or DLR loss (`loss="dlr"`).
+    """Untargeted Auto-PGD (Croce & Hein 2020) on the cross-entropy (`loss="ce"`) or DLR loss (`loss="dlr"`).
 
     Defaults are the paper's: 100 iterations, rho 0.75, momentum 0.75, one restart.
     """
 
     name: ClassVar[str] = "apgd"
     steps: int = 100
+    """Iterations per run (the paper's 100); the step-size checkpoints scale with it."""
     restarts: int = 1
+    """Runs in all; a later run attacks only the points still robust."""
     loss: str = "ce"
+    """"ce" (cross-entropy), "dlr" (difference of logits ratio) or "dlr-targeted"."""
     rho: float = 0.75
+    """A point halves its step at a checkpoint when its loss rose in fewer than this share of the steps."""
     momentum: float = 0.75
+    """Weight of the new gradient step against the previous move (the paper's alpha)."""
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.restarts < 1:
@@ -179,7 +184,7 @@ class APGD(Attack):
 
 @dataclass(frozen=True)
 class APGDCE(APGD):
-    """APGD on the cross-entropy loss (AutoAttack's first attack)."""
+    """APGD on the cross-entropy loss (`loss="ce"`), AutoAttack's first attack (Croce & Hein 2020)."""
 
     name: ClassVar[str] = "apgd-ce"
     loss: str = "ce"
@@ -187,7 +192,7 @@ class APGDCE(APGD):
 
 @dataclass(frozen=True)
 class APGDDLR(APGD):
-    """APGD on the DLR loss: invariant to shifts and rescaling of the logits."""
+    """APGD on the DLR loss (`loss="dlr"`; Croce & Hein 2020): invariant to shifts and rescaling of the logits."""
 
     name: ClassVar[str] = "apgd-dlr"
     loss: str = "dlr"
@@ -195,8 +200,9 @@ class APGDDLR(APGD):
 
 @dataclass(frozen=True)
 class APGDT(APGD):
-    """Targeted APGD on the targeted DLR loss, once per target among the `n_targets` most likely
-    other classes at the clean point (AutoAttack's second attack: 9 targets, 1 restart each)."""
+    """Targeted APGD on the targeted DLR loss (`loss="dlr-targeted"`), once per target among the
+    `n_targets` most likely other classes at the clean point (default 9: AutoAttack's second attack,
+    Croce & Hein 2020, 1 restart each)."""
 
     name: ClassVar[str] = "apgd-t"
     loss: str = "dlr-targeted"

@@ -29,7 +29,13 @@ FINAL = ("__call__", "sweep", "generate")  # the contract's entry points: no sub
 
 @dataclass(frozen=True)
 class AttackResult:
-    """Adversarial points and what they did. `success[i]` is `pred[i] != y[i]` (targeted: `== targets[i]`)."""
+    """Adversarial points and what they did. `success[i]` is `pred[i] != y[i]` (targeted: `== targets[i]`).
+
+    Filled by the attack, never passed by a user: `queries` (per-point forward passes; None where
+    they cannot be attributed), `broken_by` (cascades: the attack that fooled each point first; None
+    otherwise) and `norm_found` (minimum-norm attacks: each point's smallest adversarial norm, inf
+    where none was found; None otherwise).
+    """
 
     x_adv: Tensor  # (B, C, H, W) in bounds, within eps of x
     pred: Tensor  # (B,) argmax of the fp32 logits at x_adv
@@ -86,6 +92,7 @@ class Attack:
     norms: ClassVar[tuple[str, ...]] = ("linf", "l2")  # the threat norms the attack supports
     targetable: ClassVar[bool] = False  # accepts `targets=` (the gradient engine)
     bf16: bool = field(default=False, kw_only=True)
+    """Search under bf16 autocast (default False: fp32); whether a point is fooled is always decided in fp32."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -69,6 +69,9 @@ def _members(attacks: object, bf16: bool) -> tuple[Attack, ...]:
 class Cascade(Attack):
     """Run `attacks` in order, each on the points still robust, e.g. `Cascade((APGDCE(), Square()))`.
 
+    AutoAttack's per-sample worst case (Croce & Hein 2020) over any list; the default `attacks` is
+    APGD-CE -> APGD-T -> Square, each with its own defaults.
+
     The members run with the cascade's `bf16` (it replaces theirs; Square searches in fp32 anyway).
     The result records, per point, the first attack that fooled it (`AttackResult.broken_by`), and
     counts every pass the members made (`forwards`, `backwards`, per-point `queries`).
@@ -113,7 +116,8 @@ class AutoAttack(Cascade):
 
     `version="standard"`: APGD-CE -> APGD-T (9 targets) -> FAB-T (9 targets) -> Square (5000
     queries), 100 iterations each, as the official code runs it under Linf and L2. `"plus"`: the
-    official "plus" list (restarts, untargeted APGD-DLR and FAB). `"custom"`: the list in `attacks`.
+    official "plus" list (restarts, untargeted APGD-DLR and FAB). `"custom"`: the list in `attacks`
+    (empty by default: only `version="custom"` takes one).
     """
 
     name: ClassVar[str] = "autoattack"

@@ -48,10 +48,11 @@ class _Best:
 
 @dataclass(frozen=True)
 class CWL2(MinNormAttack):
-    """Untargeted Carlini-Wagner L2 with a binary search over c per point.
+    """Untargeted Carlini-Wagner L2 (Carlini & Wagner 2017) with a binary search over c per point.
 
-    Defaults: 9 binary-search steps of at most 100 Adam steps each (the paper's code: up to 10000
-    steps, too many for a CPU), learning rate 0.05, c starting at 0.01, kappa 0, early abort. Three
+    Defaults: `binary_search_steps=9` of at most `steps=100` Adam steps each (the paper's code: up
+    to 10000 steps, too many for a CPU), learning rate `lr=0.05`, c starting at `initial_const=0.01`,
+    confidence margin `kappa=0`, early abort (`abort_early=True`). Three
     changes make 100 steps enough on MNIST, where most pixels sit at 0 or 1, i.e. where tanh is flat:
 
     - pixels at the bounds start 1e-4 inside them (w = +-4.6), not 5e-7 (w = +-7.25): Adam moves w

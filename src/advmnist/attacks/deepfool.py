@@ -49,7 +49,8 @@ def step_to_boundary(f: Tensor, w: Tensor, norm: str) -> Tensor:
 
 @dataclass(frozen=True)
 class DeepFool(MinNormAttack):
-    """Untargeted DeepFool, Linf and L2: the paper's 50 iterations at most, overshoot 0.02.
+    """Untargeted DeepFool (Moosavi-Dezfooli et al. 2016), Linf and L2: the paper's `steps=50`
+    iterations at most, `overshoot=0.02` (the iterate is x + 1.02 r: just past the linearized boundary).
 
     `candidates` is the number of most likely classes at x considered (the true class included):
     the authors' code uses 10, i.e. every class on MNIST. An iteration costs `candidates - 1`

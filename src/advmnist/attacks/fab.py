@@ -125,10 +125,11 @@ class _State:
 
 @dataclass(frozen=True)
 class FAB(MinNormAttack):
-    """Untargeted FAB, Linf and L2, with the official settings.
+    """Untargeted FAB (Croce & Hein 2020), Linf and L2, with the official settings.
 
-    100 iterations, alpha_max 0.1, eta 1.05, beta 0.9 and 1 restart, the defaults of the official
-    class (AutoAttack's "plus" version runs it with 5); the first run starts at x, later ones at
+    `steps=100` iterations, `alpha_max=0.1`, `eta=1.05` (overshoot), `beta=0.9` and `restarts=1`,
+    the defaults of the official class (AutoAttack's "plus" version runs it with 5 restarts); the
+    first run starts at x, later ones at
     random points at distance eps / 2. An iteration costs a forward pass for the check and one
     forward and one backward pass per other class for the gradients. `early_stop=False` keeps
     minimising the norm of points already broken at eps, as the official code does (same robust
@@ -363,9 +364,10 @@ class FAB(MinNormAttack):
 
 @dataclass(frozen=True)
 class FABT(FAB):
-    """Targeted FAB, once per target among the `n_targets` most likely other classes at the clean
-    point, one run each (AutoAttack's FAB-T: 9 targets). An iteration costs one forward and one
-    backward pass, plus a forward pass after an adversarial iterate."""
+    """Targeted FAB (Croce & Hein 2020), once per target among the `n_targets` most likely other
+    classes at the clean point, one run each (`restarts=1`; AutoAttack's FAB-T: 9 targets). An
+    iteration costs one forward and one backward pass, plus a forward pass after an adversarial
+    iterate. The other settings are FAB's (`steps`, `alpha_max`, `eta`, `beta`, `early_stop`)."""
 
     name: ClassVar[str] = "fab-t"
     restarts: int = 1

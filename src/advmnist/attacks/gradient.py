@@ -25,16 +25,25 @@ Tensor = torch.Tensor
 
 @dataclass(frozen=True)
 class GradientAttack(Attack):
-    """Iterative first-order attack; `steps=1, rel_step_size=1, random_start=False` is FGSM."""
+    """Iterative first-order attack, the engine of FGSM, BIM, PGD and MI-FGSM (Linf and L2).
+
+    `steps=1, rel_step_size=1, random_start=False` is FGSM. Targeted with `targets=` at call time.
+    """
 
     name: ClassVar[str] = "gradient"
     targetable: ClassVar[bool] = True
     steps: int = 10
+    """Gradient steps per restart."""
     rel_step_size: float = 0.25
+    """Each step's length as a fraction of eps: `step_size = rel_step_size * eps`."""
     random_start: bool = True
+    """Start each restart at a uniformly random point of the eps-ball (False: at x)."""
     restarts: int = 1
+    """Runs in all; a later run attacks only the points that no earlier run fooled."""
     loss: str = "ce"
+    """The loss the steps ascend: "ce" (cross-entropy), "dlr" or "margin" (logit margin)."""
     early_stop: bool = True
+    """A point stays at its first fooling iterate (False: walk every step, as adversarial training wants)."""
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.restarts < 1:
@@ -116,6 +125,8 @@ class FGSM(GradientAttack):
     """Fast Gradient Sign Method (Goodfellow et al. 2015): `x + eps * sign(grad)` under Linf.
 
     Under L2 the same settings give FGM: one step of length eps along the normalized gradient.
+    Defaults: one step (`steps=1`) of the whole budget (`rel_step_size=1.0`) from x itself
+    (`random_start=False`); one gradient then serves every eps of a sweep.
     """
 
     name: ClassVar[str] = "fgsm"
@@ -128,9 +139,11 @@ class FGSM(GradientAttack):
 class PGD(GradientAttack):
     """Projected Gradient Descent (Madry et al. 2018) with random start and restarts.
 
-    The default step is 2.5 * eps / 40, Madry et al.'s rule (the walk can cross the ball) for the
-    default 40 steps. It does not follow `steps`: with fewer steps, set `rel_step_size=2.5 / steps`
-    too, or the walk covers less than 2.5 eps (PGD-20 at the default step can do worse than FGSM).
+    Defaults: `steps=40`, `rel_step_size=2.5 / 40`, `random_start=True` (uniform in the eps-ball),
+    one restart, cross-entropy loss. The default step is 2.5 * eps / 40, Madry et al.'s rule (the
+    walk can cross the ball) for the default 40 steps. It does not follow `steps`: with fewer steps,
+    set `rel_step_size=2.5 / steps` too, or the walk covers less than 2.5 eps (PGD-20 at the default
+    step can do worse than FGSM).
     """
 
     name: ClassVar[str] = "pgd"
@@ -141,7 +154,11 @@ class PGD(GradientAttack):
 
 @dataclass(frozen=True)
 class BIM(GradientAttack):
-    """Basic Iterative Method (Kurakin et al. 2017): PGD without the random start."""
+    """Basic Iterative Method (Kurakin et al. 2017): PGD without the random start.
+
+    Defaults: `steps=10` of `rel_step_size=0.1` (0.1 * eps each, so the walk can reach the ball's
+    edge), from x itself (`random_start=False`).
+    """
 
     name: ClassVar[str] = "bim"
     steps: int = 10
@@ -151,7 +168,11 @@ class BIM(GradientAttack):
 
 @dataclass(frozen=True)
 class MIFGSM(GradientAttack):
-    """Momentum Iterative FGSM (Dong et al. 2018): steps follow an accumulated, L1-normalized gradient."""
+    """Momentum Iterative FGSM (Dong et al. 2018): steps follow an accumulated, L1-normalized gradient.
+
+    Defaults: `steps=10` of `rel_step_size=0.1` from x itself (`random_start=False`), momentum
+    `decay=1.0` (the paper's mu: velocity = decay * velocity + grad / ||grad||_1).
+    """
 
     name: ClassVar[str] = "mifgsm"
     steps: int = 10

@@ -115,7 +115,10 @@ NORMS: dict[str, NormOps] = {
 
 @dataclass(frozen=True)
 class Threat:
-    """What the adversary may do: a norm ball of radius `eps` intersected with the pixel `bounds`."""
+    """What the adversary may do: a norm ball of radius `eps` intersected with the pixel `bounds`.
+
+    Defaults: `norm="linf"` (or `"l2"`), `eps=0.3` (the MNIST Linf standard), `bounds=(0.0, 1.0)`.
+    """
 
     norm: str = "linf"
     eps: float = 0.3

@@ -51,7 +51,13 @@ def l2_pattern(s: int, generator: torch.Generator, device: torch.device) -> Tens
 
 @dataclass(frozen=True)
 class Square(Attack):
-    """Square Attack, Linf and L2, untargeted, on the margin loss. Defaults: 5000 queries, p_init 0.8."""
+    """Square Attack (Andriushchenko et al. 2020), Linf and L2, untargeted, on the margin loss.
+
+    Defaults: `queries=5000` forward passes per point and run (AutoAttack's budget), `p_init=0.8`
+    (the window's initial share of the pixels, shrunk on the paper's schedule), one run
+    (`restarts=1`; a later run searches only the points still robust). It needs no gradients and
+    always searches in fp32, also with `bf16=True`.
+    """
 
     name: ClassVar[str] = "square"
     queries: int = 5000

@@ -27,7 +27,22 @@ class ModelPlan:
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """The seed study: a baseline and a defended seed CNN, both attacked with FGSM at `eval_eps`."""
+    """The seed study: a baseline and a defended seed CNN, both attacked with FGSM at `eval_eps`.
+
+    Defaults (`configs/*.toml` override any of them; `load_config` reads one):
+
+    - `name="seed-study"` (the run's name in the report), `arch="seed-cnn"`, `seed=42`;
+    - training: `batch_size=128`, SGD with `lr=0.01` and `momentum=0.9`, `precision="bf16"`;
+      `baseline` is the "standard" recipe for 5 epochs, `defended` "fgsm-mix" for 8 (each a
+      `ModelPlan`: recipe, epochs, training eps 8/255);
+    - FGSM at `eval_eps` (2/255, 4/255, 8/255, 0.1, 0.2, 0.3), of which `seed_eps` (the first three)
+      are the seed notebook's budgets that the report compares, in batches of `eval_batch_size=256`;
+    - all of MNIST: `n_train=60_000`, `n_test=10_000` (`quick=True` marks the small subset of
+      `quick_version`);
+    - strong attacks `robust_attacks=("pgd", "autoattack")` at `robust_eps` (0.1, 0.2, 0.3) on every
+      `robust_every=50`-th test image;
+    - the data: `data_dir` ("" : `$ADVMNIST_DATA`, then the user cache) and `checksums` ("": MNIST).
+    """
 
     name: str = "seed-study"
     arch: str = "seed-cnn"

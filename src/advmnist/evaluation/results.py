@@ -49,7 +49,12 @@ class EpsResult:
 
 @dataclass
 class EvalResult:
-    """One attack's results: robust accuracy per eps with 95% CIs, and what it cost."""
+    """One attack's results: robust accuracy per eps with 95% CIs, and what it cost.
+
+    Filled by the evaluation: `forwards` and `backwards` (passes over the batch, 0 when not
+    counted), the attack's `settings` (its hyperparameters) and the sanity `checks` run on it
+    (empty by default).
+    """
 
     attack: str
     norm: str
@@ -87,7 +92,12 @@ class EvalResult:
 
 @dataclass
 class Evaluation:
-    """Every attack of one evaluation, the sanity checks, and the per-sample rows."""
+    """Every attack of one evaluation, the sanity checks, and the per-sample rows.
+
+    `checks` (the sanity checks of the whole evaluation) and `rows` (one dict per test point, as in
+    the per-sample JSONL) are empty until the evaluation fills them. `evaluation["pgd"]` is an attack's
+    `EvalResult`.
+    """
 
     norm: str
     n: int

@@ -68,7 +68,11 @@ def _check(correct: int, n: int, confidence: float) -> None:
 
 @dataclass(frozen=True)
 class Accuracy:
-    """A fraction of points with its confidence interval: `value` = `correct` / `n`, in [ci_low, ci_high]."""
+    """A fraction of points with its confidence interval: `value` = `correct` / `n`, in [ci_low, ci_high].
+
+    The interval is two-sided at `confidence` (default 0.95) by `method`: `"clopper-pearson"` (the
+    default, exact: never narrower than the truth) or `"wilson"`. Build one with `Accuracy.of`.
+    """
 
     value: float
     correct: int
@@ -99,5 +103,9 @@ class Accuracy:
 
 
 def accuracy(correct: int, n: int, *, method: str = "clopper-pearson", confidence: float = 0.95) -> dict[str, Any]:
-    """The accuracy object of every results file: value, counts and a confidence interval."""
+    """The accuracy object of every results file: value, counts and a confidence interval.
+
+    `correct` of `n` as `Accuracy.of(...).to_json()`: a two-sided `confidence` interval (default
+    0.95) by `method` (default `"clopper-pearson"`, exact; or `"wilson"`).
+    """
     return Accuracy.of(correct, n, method=method, confidence=confidence).to_json()

@@ -114,5 +114,10 @@ def import_pth_with_mapping(path: str | Path, *, arch: str = "seed-cnn", normali
 
 
 def import_pth(path: str | Path, *, arch: str = "seed-cnn", normalization: bool = True) -> torch.nn.Module:
-    """Load a PyTorch `.pth` state dict into `arch` (see `import_pth_with_mapping`, which also says how)."""
+    """Load a PyTorch `.pth` state dict into `arch` (default "seed-cnn"), read with `weights_only=True`.
+
+    `normalization=True` (the default) keeps the `Normalize` layer (MNIST mean/std) in front, so the
+    model takes `[0, 1]` pixels like every advmnist model; `False` makes it the identity, for weights
+    trained on raw pixels. `advmnist.models.import_pth_with_mapping` also says how names were matched.
+    """
     return import_pth_with_mapping(path, arch=arch, normalization=normalization).model

@@ -26,6 +26,7 @@ def register_model(name: str) -> Callable[[F], F]:
 
 
 def list_models() -> list[str]:
+    """The names of the registered architectures, sorted: what `create_model` and `--arch` accept."""
     return sorted(_MODELS)
 
 

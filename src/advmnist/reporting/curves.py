@@ -136,7 +136,8 @@ def plot_robustness(
 
     Also reads a run's `<model>_robust_results.json` and FGSM sweep files, or their parsed JSON
     objects. `labels` name the files (default: the basename of each file's "model"). Every file is
-    validated before anything is written; a bad one raises `RunDirError` naming it.
+    validated before anything is written; a bad one raises `RunDirError` naming it. `title`
+    defaults to "Robust accuracy vs eps". Returns `path`, the PNG written.
     """
     sources = [files_or_dicts] if isinstance(files_or_dicts, str | Path | Mapping) else list(files_or_dicts)
     if not sources:

@@ -266,6 +266,7 @@ def build_report(run_dir: str | Path, *, as_html: bool = False) -> list[Path]:
 
     Reads only the run's files (no torch, no data). Everything is loaded and validated before the
     first file is written, so a bad run folder raises `RunDirError` and leaves its outputs alone.
+    `as_html=True` also writes report.html (default False). Returns the files written.
     """
     run_dir = Path(run_dir)
     run = load_run(run_dir)

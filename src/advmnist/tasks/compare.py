@@ -27,7 +27,13 @@ class CompareSpec:
     """`models` ((name, checkpoint) pairs) evaluated alike: `attack` on every `every`-th test image and
     `strong_attack` (AutoAttack; "" to skip) on every `strong_every`-th, at each eps, into
     `<out>/<name>/`; a killed comparison continues with `resume`. `advmnist report OUT` rebuilds the
-    report from the files."""
+    report from the files.
+
+    Defaults: `title="Comparison"`, Linf `eps="0.1,0.2,0.3"`, `attack="fgsm,pgd[steps=50]"` on every
+    10th image (1,000), AutoAttack on every 50th (200), a bf16 search with fp32 verdicts
+    (`fp32=True`: search in fp32 too), attack `seed=0`, the dataset of `data` (`DataOptions`), and
+    `runtime` (device, progress: never a result) on the CPU.
+    """
 
     models: tuple[tuple[str, str], ...]
     output: Output = group()

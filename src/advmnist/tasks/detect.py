@@ -18,7 +18,12 @@ from advmnist.tasks.specs import DataOptions, ModelSource, Output, Runtime, chec
 class DetectSpec:
     """Feature squeezing (Xu et al. 2018) on `model`: calibrated on the last `calibration` training
     images to flag a fraction `fpr` of them, evaluated on every `every`-th test image (the first `n`),
-    attacked at Linf `eps` by `attack` (which ignore the detector) and by the adaptive attack."""
+    attacked at Linf `eps` by `attack` (which ignore the detector) and by the adaptive attack.
+
+    Defaults: `attack="fgsm,pgd"`, `eps="0.1"`, every test image (`n=None`, `every=1`),
+    `calibration=1000`, `fpr=0.05`, attack `seed=0`, the dataset of `data` (`DataOptions`), and
+    `runtime` (device, progress: never a result) on the CPU.
+    """
 
     model: ModelSource
     output: Output = group()

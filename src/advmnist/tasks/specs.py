@@ -22,7 +22,12 @@ from advmnist.options import option
 
 @dataclass(frozen=True)
 class DataOptions:
-    """Which dataset files to read (never downloads: `advmnist data` does that)."""
+    """Which dataset files to read (never downloads: `advmnist data` does that).
+
+    `data_dir`: the folder holding the IDX files (default None: `$ADVMNIST_DATA`, then the user
+    cache); `checksums`: a JSON of file names and sha256 for an MNIST-class dataset of your own
+    (default None: MNIST).
+    """
 
     data_dir: str | None = option(None, "folder holding the IDX files (default: $ADVMNIST_DATA, then the cache)")
     checksums: str | None = option(None, "JSON of file names + sha256 for an MNIST-class dataset of your own")
@@ -38,7 +43,12 @@ class DataOptions:
 
 @dataclass(frozen=True)
 class Output:
-    """The run folder and what may happen to an earlier run there."""
+    """The run folder and what may happen to an earlier run there.
+
+    `out`: the folder (default "": the command's own default); `overwrite` (default False) replaces
+    an earlier run there, only the files the command writes; `resume` (default False) continues a
+    killed run of the same configuration. Without either, an earlier run is refused.
+    """
 
     out: str = option("", "output folder")
     overwrite: bool = option(False, "replace an earlier run in --out (only the files the command writes)")

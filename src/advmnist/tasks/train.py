@@ -18,7 +18,12 @@ from advmnist.training import TrainConfig, TrainResult, evaluate_clean, fit
 
 @dataclass(frozen=True)
 class TrainSpec:
-    """Train `arch` with `config` (recipe and loop settings) on the training split, into `output`."""
+    """Train `arch` with `config` (recipe and loop settings) on the training split, into `output`.
+
+    Defaults: `arch="seed-cnn"` (settings in brackets, e.g. `seed-cnn[dropout=0]`), all 60,000
+    training images (`n_train=None`), the dataset of `data` (`DataOptions`), and `runtime`
+    (device, progress: never a result) on the CPU.
+    """
 
     config: TrainConfig
     output: Output = group()

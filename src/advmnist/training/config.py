@@ -26,6 +26,13 @@ SELECTIONS = ("last", "best")
 class TrainConfig:
     """The loop's settings and the recipe: its name, and its settings (default: the recipe's defaults).
 
+    Defaults: `recipe="standard"` (`recipe_settings=None`: that recipe's own defaults), `epochs=5`,
+    `batch_size=128`, SGD at `lr=0.01` with `momentum=0.9` and `weight_decay=0`, `seed=42` (weights,
+    batches and training attacks), Linf `train_eps=8/255`, `precision="bf16"` (autocast; or "fp32"),
+    `channels_last=True` (faster convolutions on a CPU), test accuracy after every epoch
+    (`eval_every_epoch=True`). The watchdog, when on, trips on a fall of `watchdog_drop=0.2` below
+    the best validation PGD accuracy, measured on `watchdog_size=512` images.
+
     Beyond the seed: `lr_schedule`, `eps_ramp` (fraction of training over which the training eps
     grows linearly from 0), `val_size` training images held out for validation (never the test
     set), `watchdog` (catastrophic-overfitting guard, needs `val_size`), `select` (`best`: keep the

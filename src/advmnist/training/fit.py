@@ -76,6 +76,7 @@ def fit(
     `select="best"` keeps the epoch with the best validation PGD accuracy (ties: best clean).
     With `cfg.ema` the moving average of the weights is what is validated, selected and returned.
     With `cfg.awp` each step's gradient is taken at adversarially perturbed weights (`training/awp.py`).
+    `progress` (default False) shows a progress bar; `device` (default "cpu") is where it trains.
     """
     device = torch.device(device)
     state = _start(model, cfg, device)

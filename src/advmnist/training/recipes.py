@@ -204,6 +204,7 @@ RECIPES: dict[str, type[Recipe]] = {cls.name: cls for cls in (Standard, FGSMMix,
 
 
 def list_recipes() -> list[str]:
+    """The names of the training recipes (`advmnist recipes`), in registry order: `create_recipe` accepts them."""
     return list(RECIPES)
 
 

@@ -42,7 +42,7 @@ bench: $(VENV)/.dev data
 
 # The HTML API reference (pdoc) in build/api/ (git-ignored); any warning fails it. `make test` builds it too.
 docs: $(VENV)/.dev
-	$(PY) scripts/api_docs.py build/api
+	$(PY) -W error scripts/api_docs.py build/api
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check src tests

@@ -13,6 +13,7 @@ import pytest
 
 import advmnist
 from advmnist.attacks import ATTACKS
+from conftest import require
 
 CITATION = re.compile(
     r"\b[A-Z][\w-]+(?: et al\.| (?:&|and) [A-Z][\w-]+)"  # "Madry et al.", "Croce & Hein"
@@ -46,12 +47,11 @@ def defaults(obj: Any) -> list[str]:
 
 def field_docstrings(cls: type, *, inherited: bool) -> dict[str, str]:
     """Attribute docstrings (a string right under a field), as pdoc shows them under the class."""
-    import pdoc.doc_ast
-
+    doc_ast = require("pdoc.doc_ast", "pdoc reads attribute docstrings as the reference shows them")
     found: dict[str, str] = {}
     for base in cls.__mro__ if inherited else (cls,):
         if base is not object:
-            for name, doc in pdoc.doc_ast.walk_tree(base).var_docstrings.items():
+            for name, doc in doc_ast.walk_tree(base).var_docstrings.items():
                 found.setdefault(name, doc)
     return found
 

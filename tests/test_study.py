@@ -160,12 +160,13 @@ def test_quick_run_writes_everything_and_report_rebuilds_from_files(tmp_path: Pa
 
 
 def test_same_seed_same_metrics_and_resume_after_kill(tmp_path: Path, synthetic) -> None:  # noqa: ANN001
-    config = synthetic_config(tmp_path, synthetic, epochs=(3, 3))
-    first, second, killed = tmp_path / "a", tmp_path / "b", tmp_path / "killed"
-    for out in (first, second):
-        proc = run_cli("run", "--config", str(config), "--out", str(out), "-q")
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    assert _metrics(first) == _metrics(second)
+    # PGD only in the strong section: AutoAttack's cascade would cost most of the time here and
+    # is exercised by the test above. The killed-and-resumed run is the second run of the same
+    # seed: it must end with exactly the first run's numbers (determinism and resume at once).
+    config = synthetic_config(tmp_path, synthetic, epochs=(3, 3), robust_attacks=("pgd",))
+    first, killed = tmp_path / "a", tmp_path / "killed"
+    proc = run_cli("run", "--config", str(config), "--out", str(first), "-q")
+    assert proc.returncode == 0, proc.stderr[-3000:]
 
     # Kill during the defended model's training, after at least one of its epochs is checkpointed.
     proc = subprocess.Popen(

@@ -78,7 +78,9 @@ def _pixels(img: Image.Image) -> tuple[np.ndarray, list[str]]:
         if values.min(initial=0) >= 0 and values.max(initial=0) <= 1:
             return values, []
         low, high = float(values.min()), float(values.max())
-        return (values - low) / ((high - low) or 1.0), [f"floating-point image scaled from [{low:g}, {high:g}] to [0, 1]"]
+        return (values - low) / ((high - low) or 1.0), [
+            f"floating-point image scaled from [{low:g}, {high:g}] to [0, 1]"
+        ]
     rgba = np.asarray(img.convert("RGBA"))  # palette, LA, CMYK, ...: PIL applies the palette and its transparency
     notes = []
     if rgba[..., 3].min() < 255:
@@ -124,6 +126,13 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
         between = (mu0[-1] * w0 - mu0) ** 2 / (w0 * w1)
     between[~np.isfinite(between) | (w0 <= 0) | (w1 <= 1e-12)] = -1.0
     return float(edges[int(np.argmax(between)) + 1])
+
+
+def prepare_upload(data: bytes) -> Prepared:
+    """Bytes of an image file -> the MNIST-style digit, with every note on the way."""
+    gray, notes = read_upload(data)
+    prepared = prepare(gray)
+    return Prepared(prepared.image, (*notes, *prepared.notes))
 
 
 def to_mnist(gray: np.ndarray) -> np.ndarray:

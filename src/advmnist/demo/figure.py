@@ -73,12 +73,9 @@ def _texts(o: Outcome, norm_name: str, renderer: RendererBase) -> dict[str, str]
         "pert": f"perturbation (adv - clean), {norm_name} = {o.distance:.3f}",
         "probs": "class probabilities",
     }
-    return {
-        key: wrap(
-            text, WIDTH - 20 if key == "model" else COLUMN_TEXT, HEADER_PT if key == "model" else TITLE_PT, renderer
-        )
-        for key, text in raw.items()
-    }
+    wrapped = {key: wrap(text, COLUMN_TEXT, TITLE_PT, renderer) for key, text in raw.items()}
+    wrapped["model"] = wrap(raw["model"], WIDTH - 20, HEADER_PT, renderer)
+    return wrapped
 
 
 def _lines(text: str) -> int:
@@ -100,14 +97,8 @@ def _model_block(fig: Figure, height: float, y: float, image: np.ndarray, o: Out
     """Draw one model's block with its top `y` px below the figure's top."""
 
     def axes(centre: float, top: float, w: float, h: float) -> Axes:  # px -> figure fractions
-        return fig.add_axes(
-            (  # fmt: skip
-                (centre - w / 2) / WIDTH,
-                1 - (top + h) / height,
-                w / WIDTH,
-                h / height,
-            )
-        )
+        left, bottom = (centre - w / 2) / WIDTH, 1 - (top + h) / height
+        return fig.add_axes((left, bottom, w / WIDTH, h / height))
 
     fig.text(0.5, 1 - y / height, texts["model"], ha="center", va="top", fontsize=HEADER_PT)
     y += _lines(texts["model"]) * _px(HEADER_PT) * LINE + 6 + _title_zone(texts, "clean", "adv")

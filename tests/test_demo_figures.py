@@ -185,7 +185,7 @@ def test_titles_are_whole_inside_their_columns_and_never_collide(n_models: int, 
 
 def test_the_perturbation_panel_says_what_it_shows(captured: list[Figure]) -> None:
     fig, _ = draw_figure(1, captured)
-    titles = [ax.title.get_text().replace("\n", " ") for ax in fig.axes]
+    titles = [ax.title.get_text().replace("\n", " ").replace("\N{NO-BREAK SPACE}", " ") for ax in fig.axes]
     assert any("perturbation (adv - clean)" in t and "Linf = 0.300" in t for t in titles), titles
     colour_bars = [ax for ax in fig.axes if getattr(ax, "_colorbar", None) is not None]
     assert len(colour_bars) == 1

@@ -31,7 +31,8 @@ HEADER_PT = 13.0  # the attack line and each model's name
 LINE = 1.3  # line height, in font sizes
 PANEL = 165  # px: each image panel is PANEL x PANEL
 CENTRES = (WIDTH / 4, 3 * WIDTH / 4)  # the two columns' centres
-COLUMN_TEXT = WIDTH / 2 - 16  # px a panel title may take (its column, less a margin)
+COLUMN_TEXT = WIDTH / 2 - 8  # px a panel title may take (its column, less a margin)
+TOP = 30  # px left free above the heading: Gradio lays its label and buttons over the image there
 
 
 def render(image: np.ndarray, outcomes: Sequence[Outcome], heading: str, norm_name: str) -> bytes:
@@ -51,11 +52,11 @@ def build_figure(image: np.ndarray, outcomes: Sequence[Outcome], heading: str, n
     head = wrap(heading, WIDTH - 20, HEADER_PT, renderer, bold=True)
     blocks = [_texts(o, norm_name, renderer) for o in outcomes]
     heights = [_block_height(texts) for texts in blocks]
-    top = _lines(head) * _px(HEADER_PT) * LINE + 10
+    top = TOP + _lines(head) * _px(HEADER_PT) * LINE + 10
     height = top + sum(heights)
     fig = Figure(figsize=(WIDTH / DPI, height / DPI), dpi=DPI)
     FigureCanvasAgg(fig)
-    fig.text(0.5, 1 - 6 / height, head, ha="center", va="top", fontsize=HEADER_PT, weight="bold")
+    fig.text(0.5, 1 - (TOP + 6) / height, head, ha="center", va="top", fontsize=HEADER_PT, weight="bold")
     y = top  # px from the top
     for o, texts, block in zip(outcomes, blocks, heights, strict=True):
         _model_block(fig, height, y, image, o, texts)
@@ -70,7 +71,7 @@ def _texts(o: Outcome, norm_name: str, renderer: RendererBase) -> dict[str, str]
         "model": f"model: {o.model}",
         "clean": f"original: {o.pred_before} ({o.probs_before.max():.0%})",
         "adv": f"adversarial: {o.pred_after} ({o.probs_after.max():.0%}), {verdict}",
-        "pert": f"perturbation (adv - clean), {norm_name} = {o.distance:.3f}",
+        "pert": f"perturbation (adv\N{NO-BREAK SPACE}-\N{NO-BREAK SPACE}clean)\n{norm_name} = {o.distance:.3f}",
         "probs": "class probabilities",
     }
     wrapped = {key: wrap(text, COLUMN_TEXT, TITLE_PT, renderer) for key, text in raw.items()}
@@ -128,31 +129,41 @@ def _model_block(fig: Figure, height: float, y: float, image: np.ndarray, o: Out
     probs.set_yticks([0, 0.5, 1])
     probs.tick_params(labelsize=SMALL_PT)
     probs.set_xlabel("class", fontsize=SMALL_PT, labelpad=1)
-    probs.legend(fontsize=SMALL_PT, loc="upper center", ncols=2, frameon=False, handlelength=1, columnspacing=0.8)
+    probs.legend(
+        fontsize=SMALL_PT,
+        loc="upper center",
+        ncols=2,
+        frameon=False,
+        handlelength=0.8,
+        handletextpad=0.4,
+        columnspacing=0.8,
+    )
 
 
 def wrap(text: str, max_px: float, size: float, renderer: RendererBase, *, bold: bool = False) -> str:
-    """`text` broken into lines no wider than `max_px` when drawn at `size` points (words kept
-    whole where they fit; a word wider than a line is cut)."""
+    """`text` broken into lines no wider than `max_px` when drawn at `size` points: its own line
+    breaks kept, words (split at plain spaces; a no-break space binds) kept whole where they fit,
+    a word wider than a line cut."""
     font = FontProperties(size=size, weight="bold" if bold else "normal")
 
     def width(s: str) -> float:
         return float(renderer.get_text_width_height_descent(s, font, ismath=False)[0])
 
     lines: list[str] = []
-    line = ""
-    for word in text.split():
-        candidate = f"{line} {word}" if line else word
-        if width(candidate) <= max_px:
-            line = candidate
-            continue
-        if line:
-            lines.append(line)
+    for paragraph in text.split("\n"):
         line = ""
-        for char in word:  # a word alone: as many characters per line as fit
-            if line and width(line + char) > max_px:
+        for word in paragraph.split(" "):
+            candidate = f"{line} {word}" if line else word
+            if width(candidate) <= max_px:
+                line = candidate
+                continue
+            if line:
                 lines.append(line)
-                line = ""
-            line += char
-    lines.append(line)
+            line = ""
+            for char in word:  # a word alone: as many characters per line as fit
+                if line and width(line + char) > max_px:
+                    lines.append(line)
+                    line = ""
+                line += char
+        lines.append(line)
     return "\n".join(lines)

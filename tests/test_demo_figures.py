@@ -191,3 +191,18 @@ def test_the_perturbation_panel_says_what_it_shows(captured: list[Figure]) -> No
     assert len(colour_bars) == 1
     bar = colour_bars[0]
     assert (bar.get_xlabel() or bar.get_ylabel()).strip()  # the colour bar has a label
+
+
+def test_a_drawing_on_a_clean_background_keeps_its_soft_edges_and_gets_no_note() -> None:
+    yy, xx = np.mgrid[0:280, 0:280]
+    rings = [np.abs(np.hypot(yy - 90, xx - 140) - 45), np.abs(np.hypot(yy - 190, xx - 140) - 55)]
+    alpha = np.maximum(*[np.clip((12 - d) / 4, 0, 1) for d in rings])  # an '8' with 4 px soft edges
+    canvas = np.zeros((280, 280, 4), np.uint8)  # a sketchpad: transparent, black strokes
+    canvas[..., 3] = (alpha * 255).round().astype(np.uint8)
+    gray = to_gray(canvas)
+    prepared = prepare(gray)
+    assert prepared.notes == ()  # nothing was done that the user should hear about
+    edges = (1 - gray > 0.05) & (1 - gray < 0.45)  # the soft edge, below Otsu's cut: still ink, not paper
+    assert edges.sum() > 1000 and to_mnist(gray).max() == pytest.approx(1.0, abs=0.02)
+    cut = prepare(np.where(edges, 1.0, gray)).image  # the same drawing without its soft edges
+    assert prepared.image.sum() > cut.sum() * 1.02  # so the soft edges count in what the model sees

@@ -163,7 +163,10 @@ def _separate(img: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
     ink, paper = img[img > threshold], img[img <= threshold]
     if ink.size == 0 or paper.size == 0 or ink.mean() - paper.mean() < INK:
         raise ImageError("the image is empty: draw or upload a digit")
-    low = min(float(np.percentile(paper, 99.5)), threshold)  # the brightest paper (light, noise) -> 0
+    # A clean background (a drawing, a scan) is mostly exactly 0: keep every soft edge of the ink.
+    # Otherwise (a photo: grey paper, uneven light, noise) the brightest paper goes to 0.
+    clean = float(np.percentile(paper, 90)) <= 0.02
+    low = 0.0 if clean else min(float(np.percentile(paper, 99.5)), threshold)
     high = max(float(np.median(ink)), low + INK)  # typical ink -> 1
     notes = []
     if low > 0.05:

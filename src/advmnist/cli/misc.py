@@ -15,7 +15,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--no-mirrors", action="store_true", help="skip the HTTP mirrors (go straight to npm)")
     p.set_defaults(func=run_data)
 
-    p = sub.add_parser("demo", parents=[common], help="the browser demo: draw or upload a digit and attack it")
+    p = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="the browser demo: draw or upload a digit and attack it",
+        description="Uploads may be 8- or 16-bit gray, palette, RGB or with transparency (PNG, JPEG, GIF, BMP, "
+        "WebP); a photo's paper is removed by Otsu's threshold and its contrast stretched before the MNIST-style "
+        "crop, and the page notes what was done. The result figure is one 2x2 block per model (original, "
+        "adversarial, perturbation adv - clean with its colour bar, class probabilities), legible on a phone.",
+    )
     p.add_argument("--model", action="append", default=[], help="a checkpoint (repeat; default: the shipped one)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, help="port (default: the first free one from 7860)")

@@ -20,7 +20,7 @@ from PIL import Image
 from torch import nn
 
 from advmnist.demo.engine import ATTACKS, attack_image, default_model_paths, draw, summary_markdown
-from advmnist.demo.preprocess import MAX_UPLOAD_BYTES, ImageError, decode_upload, to_gray, to_mnist
+from advmnist.demo.preprocess import MAX_UPLOAD_BYTES, ImageError, Prepared, prepare, prepare_upload, to_gray
 
 QUICK_BASELINE = "quick baseline (trained on first use)"
 
@@ -75,18 +75,23 @@ def make_shelf(paths: list[str], cache: Path, data_dir: str | None = None) -> Mo
 
 def image_from_inputs(source: str, sketch: Any, upload: bytes | None, picked: np.ndarray | None) -> np.ndarray:
     """The (28, 28) image to attack from whichever input `source` names; `ImageError` says why not."""
+    return prepared_from_inputs(source, sketch, upload, picked).image
+
+
+def prepared_from_inputs(source: str, sketch: Any, upload: bytes | None, picked: np.ndarray | None) -> Prepared:
+    """Like `image_from_inputs`, with the preprocessing's notes for the user (16-bit, transparency ...)."""
     if source == "draw":
         composite = sketch.get("composite") if isinstance(sketch, dict) else sketch
         if composite is None:
             raise ImageError("the canvas is empty: draw a digit")
-        return to_mnist(to_gray(np.asarray(composite)))
+        return prepare(to_gray(np.asarray(composite)))
     if source == "upload":
         if not upload:
             raise ImageError("no file uploaded")
-        return to_mnist(decode_upload(upload))
+        return prepare_upload(upload)
     if picked is None:
         raise ImageError("no test image picked yet: press 'random test image'")
-    return picked
+    return Prepared(picked)
 
 
 def _upscaled(image: np.ndarray) -> np.ndarray:
@@ -118,7 +123,8 @@ def build_app(shelf: ModelShelf, data_dir: str | None = None) -> Any:
         try:
             if not names:
                 raise ImageError("choose at least one model")
-            image = image_from_inputs(source, sketch, upload, picked)
+            prepared = prepared_from_inputs(source, sketch, upload, picked)
+            image = prepared.image
             label = label if source == "pick" else None
             models = shelf.get(list(names), say=lambda msg: progress(0.1, desc=msg))
             progress(0.5, desc=f"{attack} on {len(models)} model(s)")
@@ -127,7 +133,8 @@ def build_app(shelf: ModelShelf, data_dir: str | None = None) -> Any:
             return None, None, f"**Error:** {exc}"
         png = draw(image, outcomes, attack, norm.lower(), float(eps))
         figure = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
-        return _upscaled(image), figure, summary_markdown(outcomes, attack, norm.lower(), float(eps))
+        notes = "".join(f"*Note: {note}.*\n\n" for note in prepared.notes)
+        return _upscaled(image), figure, notes + summary_markdown(outcomes, attack, norm.lower(), float(eps))
 
     with gr.Blocks(title="advmnist demo", analytics_enabled=False) as app:
         gr.Markdown(

@@ -5,18 +5,16 @@ Kept apart from the Gradio app so it is tested directly, and so the app stays a 
 
 from __future__ import annotations
 
-import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from torch import nn
 
 from advmnist.attacks import Threat, create_attack
+from advmnist.demo.figure import render
 
 # What the UI offers -> (registry name, the norms it takes, what "steps" sets)
 ATTACKS: dict[str, tuple[str, tuple[str, ...], str | None]] = {
@@ -125,35 +123,9 @@ def summary_markdown(outcomes: list[Outcome], attack: str, norm: str, eps: float
 
 
 def draw(image: np.ndarray, outcomes: list[Outcome], attack: str, norm: str, eps: float) -> bytes:
-    """PNG: per model, original | adversarial | perturbation (colour scale) | probabilities before/after."""
-    fig = Figure(figsize=(12, 2.9 * len(outcomes)), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = np.atleast_2d(fig.subplots(len(outcomes), 4, gridspec_kw={"width_ratios": [1, 1, 1.25, 1.8]}))
-    for row, o in zip(axes, outcomes, strict=True):
-        delta = o.x_adv - image
-        scale = float(np.abs(delta).max()) or 1.0
-        row[0].imshow(image, cmap="gray", vmin=0, vmax=1)
-        row[0].set_title(f"{o.model}: original, predicted {o.pred_before}", fontsize=9)
-        row[1].imshow(o.x_adv, cmap="gray", vmin=0, vmax=1)
-        verdict = "fooled" if o.success else "not fooled"
-        row[1].set_title(f"adversarial: {o.pred_after} ({verdict})", fontsize=9)
-        shown = row[2].imshow(delta, cmap="seismic", vmin=-scale, vmax=scale)
-        row[2].set_title(f"perturbation ({NORM_NAMES[norm]} {o.distance:.3f})", fontsize=9)
-        fig.colorbar(shown, ax=row[2], fraction=0.046)
-        for ax in row[:3]:
-            ax.set_xticks([])
-            ax.set_yticks([])
-        classes = np.arange(10)
-        row[3].bar(classes - 0.2, o.probs_before, width=0.4, label="before", color="tab:blue")
-        row[3].bar(classes + 0.2, o.probs_after, width=0.4, label="after", color="tab:red")
-        row[3].set_xticks(classes)
-        row[3].set_ylim(0, 1)
-        row[3].set_title("class probabilities", fontsize=9)
-        row[3].legend(fontsize=8)
-    fig.suptitle(f"{attack}, {NORM_NAMES[norm]} eps {eps:g}")
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    return buf.getvalue()
+    """PNG: per model, a 2x2 block: original | adversarial over perturbation (colour scale) | class
+    probabilities before/after; the models one under another, sized to stay legible on a phone."""
+    return render(image, outcomes, f"{attack}, {NORM_NAMES[norm]} eps {eps:g}", NORM_NAMES[norm])
 
 
 def default_model_paths(root: Path | None = None) -> list[Path]:

@@ -240,7 +240,8 @@ def test_eval_writes_summary_and_rows(tmp_path: Path, synthetic, model_path: Pat
 
 
 def test_output_dir_holding_a_run_is_refused_and_kept(tmp_path: Path, synthetic) -> None:  # noqa: ANN001
-    config = synthetic_config(tmp_path, synthetic, epochs=(1, 1), robust_attacks=("pgd",))  # two full runs: keep them cheap
+    # Three runs of the study: PGD only in the strong section keeps them cheap.
+    config = synthetic_config(tmp_path, synthetic, epochs=(1, 1), robust_attacks=("pgd",))
     out = tmp_path / "run"
     first = run_cli("run", "--config", str(config), "--out", str(out), "-q")
     assert first.returncode == 0, first.stderr

@@ -53,13 +53,15 @@ def visible_tick_labels(axis: Axis) -> list[Text]:
     return labels
 
 
-def overlapping_tick_labels(ax: Axes) -> list[tuple[str, str]]:
-    """Pairs of x or y tick labels of `ax` whose drawn boxes overlap."""
-    renderer = ax.figure.canvas.get_renderer()  # type: ignore[union-attr]
+def overlapping_tick_labels(ax: Axes, gap_pt: float = 2.0) -> list[tuple[str, str]]:
+    """Pairs of x or y tick labels of `ax` whose drawn boxes overlap or come closer than `gap_pt`."""
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    pad = gap_pt / 2 * fig.dpi / 72
     pairs = []
     for axis in (ax.xaxis, ax.yaxis):
         labels = visible_tick_labels(axis)
-        boxes = [t.get_window_extent(renderer) for t in labels]
+        boxes = [t.get_window_extent(renderer).padded(pad) for t in labels]
         for i in range(len(labels)):
             for j in range(i + 1, len(labels)):
                 if boxes[i].overlaps(boxes[j]):

@@ -379,7 +379,7 @@ def test_a_defended_model_that_holds_is_not_called_broken(tmp_path: Path) -> Non
     assert f"The FGSM-trained model keeps {_fmt(0.89, 1000)} at eps 0.3 even under AutoAttack" in flat
     assert "does not hold at the MNIST budget" not in flat
     assert f"FGSM said {_fmt(0.10)}: no lower than FGSM" in flat
-    assert "defended, strong attacks: stronger attacks find more: FLAGGED" in flat
+    assert "stronger attacks find more: FLAGGED for defended (strong attacks) (1 of 2 passed)" in flat
     assert "Warning: 1 sanity check(s) of the strong attacks flagged a problem" in flat
 
 

@@ -89,6 +89,7 @@ _CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"  # nothing
 # The widest an image is shown, in CSS px: the page's content width. Plots are drawn so that their
 # smallest text is still >= 10 px when a figure wider than this is scaled down to it.
 IMAGE_MAX_WIDTH_PX = 1152
+TOC_MIN_SECTIONS = 3  # a page of one or two sections needs no table of contents
 _CSS = f"""
 body {{ font: 15px/1.5 system-ui, sans-serif; max-width: {IMAGE_MAX_WIDTH_PX}px; margin: 2rem auto; padding: 0 1rem;
   color: #222; }}
@@ -176,15 +177,16 @@ def render_html_report(
 ) -> str:
     """One self-contained HTML page: plots embedded as data URIs, no script, nothing fetched.
 
-    A table of contents links every section; `appendix` (title -> JSON-able object, e.g. the run's
-    config and manifest) is shown folded at the end.
+    A table of contents links every section (on a page of three or more); `appendix` (title ->
+    JSON-able object, e.g. the run's config and manifest) is shown folded at the end.
     """
     title = next((b.content for b in blocks if b.kind == "h1"), "advmnist report")
     taken: set[str] = {"contents", "run-files"}
     ids = {id(b): _slug(b.content, taken) for b in blocks if b.kind == "h2"}
     extra = [("run-files", "Run files")] if appendix else []
     out = [_html_block(b, folder, plot_dir, ids) for b in blocks]
-    out.insert(1 if blocks and blocks[0].kind == "h1" else 0, _toc(blocks, ids, extra))
+    if len(ids) + len(extra) >= TOC_MIN_SECTIONS:
+        out.insert(1 if blocks and blocks[0].kind == "h1" else 0, _toc(blocks, ids, extra))
     if appendix:
         out.append('<h2 id="run-files">Run files</h2>')
     for name, obj in (appendix or {}).items():

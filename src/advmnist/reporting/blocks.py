@@ -103,6 +103,7 @@ figure {{ margin: 1rem 0; }}
 img {{ max-width: 100%; height: auto; box-sizing: border-box; border: 1px solid #eee; }}
 pre {{ background: #f6f6f6; padding: 0.6rem; overflow-x: auto; font-size: 0.85rem; }}
 nav.toc {{ background: #f6f6f6; padding: 0.4rem 1rem; }} nav.toc ol {{ margin: 0.2rem 0; columns: 2; }}
+@media (max-width: 600px) {{ nav.toc ol {{ columns: 1; }} }}
 details.folded {{ margin: 0.15rem 0; }} details.folded ul {{ margin: 0.2rem 0 0.5rem; }}
 details.folded summary {{ cursor: pointer; }} .flagged {{ color: #b00; font-weight: 600; }}
 """

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 SMALLEST_PT = 9  # bar values, legends, small titles; ticks and axis labels keep matplotlib's 10
@@ -28,7 +29,9 @@ def fitting_tick_labels(ax: Axes, ticks: Sequence[float], labels: Sequence[str],
     """
     ax.set_xticks(ticks, labels)
     fig = ax.figure
-    fig.canvas.draw()  # lay out first: the boxes depend on the axes' final width
+    if not isinstance(fig, Figure):  # a subfigure: its root figure lays it out
+        raise TypeError("fitting_tick_labels needs an axes of a top-level Figure")
+    fig.draw_without_rendering()  # lay out first: the boxes depend on the axes' final width
     renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
     pad = 0.4 * fig.dpi * SMALLEST_PT / 72  # about half a character between two labels
     boxes = [t.get_window_extent(renderer).padded(pad, 0) for t in ax.xaxis.get_ticklabels()]

@@ -25,19 +25,19 @@ class Drawn:
 
 
 def drawn_texts(fig: Figure) -> list[Text]:
-    """Every visible, non-empty text of `fig`, tick labels included (after a draw)."""
+    """Every visible, non-empty text of `fig`, tick labels included (after a draw).
+
+    matplotlib keeps the labels of ticks outside the view but never draws them: those are left out.
+    """
     fig.canvas.draw()
-    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
-    return [t for t in texts if not _hidden_tick_label(t)]
-
-
-def _hidden_tick_label(text: Text) -> bool:
-    """A tick label left over from a tick outside the view (matplotlib keeps but never draws it)."""
-    for ax in text.figure.axes if text.figure else []:
+    ticks, shown = set(), set()
+    for ax in fig.axes:
         for axis in (ax.xaxis, ax.yaxis):
-            if text in axis.get_ticklabels(which="both"):
-                return text not in visible_tick_labels(axis)
-    return False
+            for tick in axis.get_major_ticks() + axis.get_minor_ticks():
+                ticks |= {id(tick.label1), id(tick.label2)}
+            shown |= {id(t) for t in visible_tick_labels(axis)}
+    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    return [t for t in texts if id(t) not in ticks or id(t) in shown]
 
 
 def visible_tick_labels(axis: Axis) -> list[Text]:

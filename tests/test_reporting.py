@@ -138,10 +138,10 @@ def test_html_report_is_one_self_contained_page(built_robust: tuple[Path, list[P
     for src in images:
         kind, data = src.split(",", 1)
         assert kind == "data:image/png;base64" and base64.b64decode(data)[:4] == b"\x89PNG"
-    assert not re.search(r"(src|href)=\"(?!data:)", page) and "<script" not in page
+    assert not re.search(r"(src|href)=\"(?!data:|#)", page) and "<script" not in page  # #: a link within the page
     md = (run_dir / "report.md").read_text(encoding="utf-8")
     for heading in re.findall(r"^## (.+)$", md, flags=re.M):  # every section of the markdown report
-        assert f"<h2>{html.escape(heading)}</h2>" in page
+        assert re.search(f'<h2 id="[a-z0-9-]+">{re.escape(html.escape(heading))}</h2>', page)
     assert "<summary>manifest.json</summary>" in page and "<summary>config.json</summary>" in page
 
 
@@ -366,7 +366,8 @@ def test_strong_section_says_fgsm_overstates_with_the_numbers(built_robust: tupl
     assert f"The FGSM-trained model does not hold at the MNIST budget: at eps 0.3 it keeps {_fmt(0.004, 1000)}" in flat
     assert f"largest at eps 0.2: FGSM {_fmt(0.40)}, AutoAttack {_fmt(0.05, 1000)}" in flat
     assert "the stronger attacks (PGD, AutoAttack) below can only lower these numbers" in flat
-    assert "defended, strong attacks: stronger attacks find more: passed" in flat  # in the sanity checks
+    assert "stronger attacks find more: passed (2 of 2)" in flat  # in the sanity checks, one line per check
+    assert "defended (strong attacks): passed (autoattack <= pgd at every eps)" in flat
 
 
 def test_a_defended_model_that_holds_is_not_called_broken(tmp_path: Path) -> None:
@@ -378,7 +379,7 @@ def test_a_defended_model_that_holds_is_not_called_broken(tmp_path: Path) -> Non
     assert f"The FGSM-trained model keeps {_fmt(0.89, 1000)} at eps 0.3 even under AutoAttack" in flat
     assert "does not hold at the MNIST budget" not in flat
     assert f"FGSM said {_fmt(0.10)}: no lower than FGSM" in flat
-    assert "defended, strong attacks: stronger attacks find more: FLAGGED" in flat
+    assert "stronger attacks find more: FLAGGED for defended (strong attacks) (1 of 2 passed)" in flat
     assert "Warning: 1 sanity check(s) of the strong attacks flagged a problem" in flat
 
 

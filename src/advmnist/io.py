@@ -2,10 +2,13 @@
 
 Every file the project writes goes through `atomic_write_bytes`: the bytes land in a temporary file
 in the same folder and are renamed over the target, so a kill never leaves half a file behind.
+Files get the mode a plain `open()` would give them (0666 less the umask), not mkstemp's 0600, so a
+run folder can be shared with a group or served by a web server when the umask allows it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -29,6 +32,25 @@ def make_dirs(folder: str | os.PathLike[str]) -> Path:
     return folder
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it (Linux: /proc/self/status), else set and restored."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)  # no /proc: the only portable read sets it; restore at once
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode of a new file: 0666 less the umask, as `open(path, "w")` gives."""
+    return 0o666 & ~current_umask()
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write `data` to `path` through a temp file + rename; create parent folders.
 
@@ -42,6 +64,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
     except OSError as exc:
         raise OutputError(f"{path}: cannot write ({os_cause(exc)})") from exc
     try:
+        with contextlib.suppress(OSError):  # a file system without modes keeps its own
+            os.fchmod(fd, file_mode())  # mkstemp's 0600 would ignore the umask
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -26,7 +26,7 @@ class FolderLock:
 
     def acquire(self) -> FolderLock:
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)  # less the umask, like every file
         except OSError as exc:
             raise OutputError(f"{self.folder}: cannot write into the folder ({os_cause(exc)})") from exc
         try:

@@ -12,7 +12,12 @@ from advmnist.cli.common import command_line, data_dir_option, device, progress
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("report", parents=[common], help="rebuild tables, plots and report from a run folder")
     p.add_argument("run_dir", help="a seed-study run folder, or a folder of `advmnist compare` or `advmnist detect`")
-    p.add_argument("--html", action="store_true", help="also report.html: one self-contained page, plots embedded")
+    p.add_argument(
+        "--html",
+        action="store_true",
+        help="also report.html: one self-contained page with a table of contents, the sanity checks one line each "
+        "(details on a click) and the plots embedded",
+    )
     p.set_defaults(func=run_report)
 
     p = sub.add_parser("plot", parents=[common], help="robust accuracy vs eps (95%% bands) from eval result files")

@@ -18,6 +18,7 @@ from advmnist.errors import RunDirError
 from advmnist.io import read_json
 from advmnist.reporting.blocks import Block, write_reports
 from advmnist.reporting.curves import GROUP_COLORS, MNIST_LINF, eps_tick
+from advmnist.reporting.legible import MAX_WIDTH_IN, SMALLEST_PT, eps_priority, fitting_tick_labels
 from advmnist.reporting.load import Accuracy, AttackCurve, RobustResults, load_robust
 from advmnist.reporting.plots import DPI, _figure, _save
 from advmnist.reporting.tables import Table, attack_name, fmt_acc, ordinal_every
@@ -268,9 +269,10 @@ def comparison_sentences(comp: Comparison) -> list[str]:
 def plot_comparison(comp: Comparison, path: Path) -> Path:
     """One panel per attack: accuracy vs eps (eps 0 = clean), one line per model, 95% interval bars."""
     attacks = comp.attacks()
-    fig = _figure((4.2 * len(attacks) + 2.2, 4.4))
+    fig = _figure((min(MAX_WIDTH_IN, 3.6 * len(attacks) + 2.6), 4.4))  # legible on the page
     axes = np.atleast_1d(fig.subplots(1, len(attacks), sharey=True))
     lowest = 100.0
+    fits = []
     for ax, attack in zip(axes, attacks, strict=True):
         for i, row in enumerate(comp.rows):
             points = [(0.0, row.clean_for(attack))] + [
@@ -293,7 +295,9 @@ def plot_comparison(comp: Comparison, path: Path) -> Path:
                 label=row.name,
             )
         ticks = [0.0, *(float(Fraction(e)) for e in comp.eps)]
-        ax.set_xticks(ticks, [eps_tick(t) for t in ticks], fontsize=8)
+        labels = [eps_tick(t) for t in ticks]
+        ax.set_xticks(ticks, labels)
+        fits.append((ax, (ticks, labels, eps_priority(ticks, [0.0, MNIST_LINF, ticks[-1]]))))
         if any(abs(t - MNIST_LINF) < 1e-9 for t in ticks):
             ax.axvline(MNIST_LINF, color="black", linestyle=":", linewidth=0.8)
         ax.set_title(attack)
@@ -301,8 +305,16 @@ def plot_comparison(comp: Comparison, path: Path) -> Path:
         ax.grid(alpha=0.3)
     axes[0].set_ylim(max(0.0, 10 * (lowest // 10) - 10), 101)  # zoom in when every model holds up
     axes[0].set_ylabel("accuracy (%)")
-    axes[-1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1), title="bars: 95% CI", title_fontsize=8)
+    axes[-1].legend(
+        fontsize=SMALLEST_PT,
+        loc="upper left",
+        bbox_to_anchor=(1.02, 1),
+        title="bars: 95% CI",
+        title_fontsize=SMALLEST_PT,
+    )
     fig.suptitle(comp.title)
+    for ax, fit in fits:
+        fitting_tick_labels(ax, *fit)
     return _save(fig, path, DPI)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 from matplotlib.axes import Axes
 
+from advmnist.reporting.legible import SMALLEST_PT, TickFit, eps_priority, fitting_tick_labels
 from advmnist.reporting.load import Accuracy, RobustResults, RunFiles, load_robust
 from advmnist.reporting.plots import DPI, _figure, _save
 from advmnist.reporting.tables import attack_name, ordinal_every
@@ -34,7 +35,7 @@ MNIST_LINF = 0.3  # the standard MNIST Linf budget (Madry et al. 2018)
 def eps_tick(eps: float) -> str:
     """A tick label: a decimal when the eps is one ("0.3"), else k/255 when it is one ("8/255")."""
     if eps == 0:
-        return "0 (clean)"
+        return "0"
     if abs(eps - round(eps, 3)) > 1e-12 and abs(eps * 255 - round(eps * 255)) < 1e-6:
         return f"{round(eps * 255)}/255"
     return f"{eps:g}"
@@ -71,9 +72,16 @@ def plot_robust_curves(
         linestyle, marker = STYLES[seen.get(group, 0) % len(STYLES)]
         seen[group] = seen.get(group, 0) + 1
         _draw(ax, label, points, color, linestyle, marker)
-    _robust_axis(ax, [e for _, points in series for e, _ in points], norm)
+    fit = _robust_axis(ax, [e for _, points in series for e, _ in points], norm)
     ax.set_title(title)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), title="shaded: 95% CI", title_fontsize=8)
+    ax.legend(
+        fontsize=SMALLEST_PT,
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1),
+        title="shaded: 95% CI",
+        title_fontsize=SMALLEST_PT,
+    )
+    fitting_tick_labels(ax, *fit)
     return _save(fig, path, DPI, fmt)
 
 
@@ -88,16 +96,17 @@ def _draw(ax: Axes, label: str, points: Sequence[tuple[float, Accuracy]], color:
         ax.errorbar(eps, value, yerr=[value - low, high - value], color=color, capsize=3, linestyle="none")
 
 
-def _robust_axis(ax: Axes, eps: list[float], norm: str) -> None:
+def _robust_axis(ax: Axes, eps: list[float], norm: str) -> TickFit:
     ticks = sorted({0.0, *eps})
-    ax.set_xticks(ticks, [eps_tick(e) for e in ticks], rotation=90, fontsize=8)
     ax.set_xlim(-0.01, max(ticks) * 1.04 + 0.005)
     if norm == "linf" and any(abs(e - MNIST_LINF) < 1e-9 for e in ticks):
         ax.axvline(MNIST_LINF, color="black", linestyle=":", label="MNIST budget (Madry et al.)")
-    ax.set_xlabel(f"eps ({'Linf' if norm == 'linf' else norm.upper()}, pixels in [0, 1])")
+    ax.set_xlabel(f"eps ({'Linf' if norm == 'linf' else norm.upper()}, pixels in [0, 1]; 0 = clean)")
     ax.set_ylabel("robust accuracy (%)")
     ax.set_ylim(0, 102)
     ax.grid(alpha=0.3)
+    first = [0.0, MNIST_LINF if norm == "linf" else ticks[-1]]  # clean, the MNIST budget, then the largest down
+    return ticks, [eps_tick(e) for e in ticks], eps_priority(ticks, first)
 
 
 def _with_clean(results: RobustResults, points: Sequence[tuple[float, Accuracy]]) -> list[tuple[float, Accuracy]]:

@@ -3,7 +3,9 @@
 No pyplot: each plot is a `matplotlib.figure.Figure` on its own Agg canvas, rendered to bytes and
 written atomically, so importing or calling this module leaves matplotlib's global state alone.
 The eps axis is linear (the MNIST budget 0.3 is ten times the seed's 8/255, and a linear axis shows
-that honestly); ticks carry the eps labels of the result files.
+that honestly); ticks carry the eps labels of the result files, as many as fit side by side.
+
+Every figure is legible at the size report.html shows it (see `legible`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,14 @@ from matplotlib.figure import Figure
 
 from advmnist.errors import RunDirError
 from advmnist.io import atomic_write_bytes
+from advmnist.reporting.legible import (
+    MAX_WIDTH_IN,
+    SMALLEST_PT,
+    TickFit,
+    epoch_axis,
+    eps_priority,
+    fitting_tick_labels,
+)
 from advmnist.reporting.load import MODELS, RunFiles, Samples
 from advmnist.reporting.tables import SEED_PUBLISHED, accuracy_at
 
@@ -68,10 +78,14 @@ def _curve_data(run: RunFiles, model: str) -> tuple[np.ndarray, ...]:
     return eps, acc[:, 0], acc[:, 1], acc[:, 2]
 
 
-def _eps_axis(ax: Axes, run: RunFiles) -> None:
+def _eps_axis(ax: Axes, run: RunFiles) -> TickFit:
+    """Draw the eps axis; return what `fitting_tick_labels` needs once the figure is complete."""
     eps = {p.eps_label: p.eps for m in MODELS for p in run.sweep(m)}
     ticks = [0.0, *eps.values()]
-    ax.set_xticks(ticks, ["0 (clean)", *eps], rotation=90, fontsize=8)
+    seed_top = max((eps[k] for k in run.seed_eps() if k in eps), default=0.0)
+    first = [0.0, eps.get("0.3", ticks[-1]), seed_top]  # clean, the MNIST budget, the seed's largest
+    labels = ["0", *eps]
+    ax.set_xticks(ticks, labels)
     ax.set_xlim(-0.01, max(ticks) * 1.04 + 0.005)
     seed = [eps[label] for label in run.seed_eps() if label in eps]
     if seed:
@@ -83,10 +97,11 @@ def _eps_axis(ax: Axes, run: RunFiles) -> None:
             linestyle=":",
             label="MNIST budget (Madry et al.)",
         )
-    ax.set_xlabel("eps (Linf, pixels in [0, 1])")
+    ax.set_xlabel("eps (Linf, pixels in [0, 1]; 0 = clean)")
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 102)
     ax.grid(alpha=0.3)
+    return ticks, labels, eps_priority(ticks, first)
 
 
 def _plot_curve(ax: Axes, run: RunFiles, model: str) -> None:
@@ -147,9 +162,10 @@ def _bars(ax: Axes, run: RunFiles, labels: Sequence[str]) -> None:
                     textcoords="offset points",
                     ha="center",
                     va="bottom",
-                    fontsize=7,
+                    fontsize=SMALLEST_PT,
                 )
-    ax.set_xticks(x, ["clean" if k == "clean" else f"eps {k}" for k in labels], fontsize=8)
+    ax.set_xticks(x, labels)
+    ax.set_xlabel("eps (Linf)")
     ax.set_ylabel("accuracy (%)")
     ax.grid(axis="y", alpha=0.3)
 
@@ -175,10 +191,10 @@ def _training_curves(axes: Sequence[Axes], run: RunFiles, models: Sequence[str])
                 )
     names = ("accuracy (%)", "cross-entropy loss")
     for ax, name in zip(axes, names, strict=False):
-        ax.set_xlabel("epoch")
+        epoch_axis(ax)
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, handlelength=3)
+        ax.legend(fontsize=SMALLEST_PT, handlelength=3)
 
 
 def _time_bars(ax: Axes, run: RunFiles) -> None:
@@ -192,7 +208,7 @@ def _time_bars(ax: Axes, run: RunFiles) -> None:
             f"{s:.1f} s\n{epochs} epochs",
             ha="center",
             va="bottom",
-            fontsize=8,
+            fontsize=SMALLEST_PT,
         )
     ax.set_ylabel("training time (s)")
     ax.set_ylim(0, max(seconds) * 1.25 + 1e-9)
@@ -203,13 +219,13 @@ def _time_bars(ax: Axes, run: RunFiles) -> None:
 
 def plot_samples(samples: Samples, path: Path) -> Path:
     x, y = samples.images("samples/x"), samples.array("samples/y")
-    fig = _figure((6, 6.4))
-    axes = fig.subplots(4, 4)
+    fig = _figure((12, 3.6))  # two rows of eight: a short strip on the page
+    axes = fig.subplots(2, 8)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(x):
             ax.imshow(x[i], cmap="gray", vmin=0, vmax=1)
-            ax.set_title(f"label {int(y[i])}", fontsize=9)
+            ax.set_title(f"label {int(y[i])}", fontsize=SMALLEST_PT + 1)
     fig.suptitle("MNIST test samples")
     return _save(fig, path, DPI)
 
@@ -251,7 +267,7 @@ def plot_adversarial_examples(run: RunFiles, samples: Samples, path: Path) -> Pa
     axes = fig.subplots(rows, cols, squeeze=False)
     for i in range(rows):
         axes[i, 0].imshow(x[i], cmap="gray", vmin=0, vmax=1)
-        axes[i, 0].set_title(f"original: y={int(y[i])}, pred {int(clean_pred[i])}", fontsize=8)
+        axes[i, 0].set_title(f"original: y={int(y[i])}, pred {int(clean_pred[i])}", fontsize=SMALLEST_PT)
     for j, label in enumerate(labels):
         k = samples.eps_index(label)
         x_adv = samples.images(f"baseline/adv/{k}")
@@ -260,12 +276,12 @@ def plot_adversarial_examples(run: RunFiles, samples: Samples, path: Path) -> Pa
         scale = max(float(np.abs(delta).max()), 1e-12)
         for i in range(rows):
             im = axes[i, 1 + 2 * j].imshow(delta[i], cmap="RdBu_r", vmin=-scale, vmax=scale)
-            axes[i, 1 + 2 * j].set_title(f"perturbation, eps {label}", fontsize=8)
+            axes[i, 1 + 2 * j].set_title(f"perturbation, eps {label}", fontsize=SMALLEST_PT)
             axes[i, 2 + 2 * j].imshow(x_adv[i], cmap="gray", vmin=0, vmax=1)
             fooled = int(adv_pred[i]) != int(y[i])
             axes[i, 2 + 2 * j].set_title(
                 f"adversarial: pred {int(adv_pred[i])}",
-                fontsize=8,
+                fontsize=SMALLEST_PT,
                 color="red" if fooled else "black",
             )
         fig.colorbar(
@@ -287,30 +303,33 @@ def plot_baseline_curve(run: RunFiles, path: Path) -> Path:
     ax = fig.subplots()
     _plot_curve(ax, run, "baseline")
     _plot_seed_points(ax, run, "baseline")
-    _eps_axis(ax, run)
+    fit = _eps_axis(ax, run)
     ax.set_title("Baseline robust accuracy under FGSM")
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=SMALLEST_PT, loc="lower left")
+    fitting_tick_labels(ax, *fit)
     return _save(fig, path, DPI)
 
 
 def plot_defense_comparison(run: RunFiles, path: Path) -> Path:
     labels = ["clean", *run.eps_labels()]
-    fig = _figure((13, 5))
-    ax, gain_ax = fig.subplots(1, 2, width_ratios=[2, 1])
+    fig = _figure((MAX_WIDTH_IN, 7))  # one above the other: every eps label fits unrotated
+    ax, gain_ax = fig.subplots(2, 1, height_ratios=[3, 2])
     _bars(ax, run, labels)
     ax.set_ylim(0, 110)
     ax.set_title("Accuracy under FGSM, 95% interval bars")
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=SMALLEST_PT, loc="lower left")
     eps_labels = run.eps_labels()
     gains = []
     for k in eps_labels:
         base, defended = accuracy_at(run, "baseline", k), accuracy_at(run, "defended", k)
         gains.append(100 * (defended.value - base.value) if base and defended else 0.0)
     colors = ["tab:green" if g >= 0 else "tab:red" for g in gains]
-    gain_ax.bar(range(len(gains)), gains, color=colors)
+    columns = range(1, len(gains) + 1)  # under the bars of the same eps above (column 0 is clean)
+    gain_ax.bar(columns, gains, color=colors)
     gain_ax.axhline(0, color="black", linewidth=0.8)
-    gain_ax.set_xticks(range(len(gains)), eps_labels, rotation=45, fontsize=8)
-    gain_ax.set_xlabel("eps")
+    gain_ax.set_xticks(columns, eps_labels)
+    gain_ax.set_xlim(ax.get_xlim())
+    gain_ax.set_xlabel("eps (Linf)")
     gain_ax.set_ylabel("defended - baseline (pp)")
     gain_ax.set_title("Gain from FGSM training")
     gain_ax.grid(axis="y", alpha=0.3)
@@ -330,36 +349,37 @@ def plot_training_comparison(run: RunFiles, path: Path) -> Path:
             color=COLORS[model],
             label=model,
         )
-    epoch_ax.set_xlabel("epoch")
+    epoch_axis(epoch_ax)
     epoch_ax.set_ylabel("seconds")
     slowest = max(r["seconds"] for m in MODELS for r in run.training[m]["history"])
     epoch_ax.set_ylim(0, 1.15 * slowest + 1e-9)
     epoch_ax.set_title("Seconds per epoch")
     epoch_ax.grid(alpha=0.3)
-    epoch_ax.legend(fontsize=8)
+    epoch_ax.legend(fontsize=SMALLEST_PT)
     return _save(fig, path, DPI)
 
 
 def plot_final(run: RunFiles, path: Path) -> Path:
-    fig = _figure((13, 10))
+    fig = _figure((MAX_WIDTH_IN, 9.5))
     (curve_ax, seed_ax), (train_ax, time_ax) = fig.subplots(2, 2)
     for model in MODELS:
         _plot_curve(curve_ax, run, model)
-    _eps_axis(curve_ax, run)
+    fit = _eps_axis(curve_ax, run)
     curve_ax.set_title("(a) FGSM accuracy vs eps")
-    curve_ax.legend(fontsize=8, loc="lower left")
+    curve_ax.legend(fontsize=SMALLEST_PT, loc="lower left")
     seed_labels = ["clean", *(k for k in run.seed_eps() if run.point("baseline", k))]
     _bars(seed_ax, run, seed_labels)
     lows = [a.ci_low for m in MODELS for k in seed_labels if (a := accuracy_at(run, m, k))]
     bottom = max(0.0, np.floor(100 * min(lows)) - 3) if lows else 0.0
     seed_ax.set_ylim(bottom, 101)
     seed_ax.set_title(f"(b) The seed's budgets (y axis starts at {bottom:.0f}%)")
-    seed_ax.legend(fontsize=8, loc="lower left")
+    seed_ax.legend(fontsize=SMALLEST_PT, loc="lower left")
     _training_curves([train_ax], run, MODELS)
     train_ax.set_title("(c) Accuracy per epoch")
     _time_bars(time_ax, run)
     time_ax.set_title("(d) " + time_ax.get_title())
     fig.suptitle(f"{run.name}: baseline vs FGSM-trained model", fontsize=14)
+    fitting_tick_labels(curve_ax, *fit)
     return _save(fig, path, FINAL_DPI)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from advmnist.io import read_json
 from advmnist.reporting.curves import FORMATS, GROUP_COLORS
+from advmnist.reporting.legible import SMALLEST_PT
 from advmnist.reporting.plots import DPI, _figure, _save
 
 
@@ -45,5 +46,5 @@ def plot_roc(results: Mapping[str, Any] | str | Path, path: str | Path, *, title
     ax.set_ylim(-0.01, 1.01)
     ax.grid(alpha=0.3)
     ax.set_title(title or f"Feature squeezing ROC, Linf eps {data['eps']:g} (n={data['n']})")
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=SMALLEST_PT, loc="lower right")
     return _save(fig, path, DPI, fmt)

@@ -8,7 +8,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
 	&& echo $$p && break; done)
 
-.PHONY: run test data bench lint docs clean
+.PHONY: run test data bench lint docs clean tutorial
 
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "error: Python >= 3.11 not found (set PYTHON=...)"; exit 2; }
@@ -43,6 +43,10 @@ bench: $(VENV)/.dev data
 # The HTML API reference (pdoc) in build/api/ (git-ignored); any warning fails it. `make test` builds it too.
 docs: $(VENV)/.dev
 	$(PY) -W error scripts/api_docs.py build/api
+
+# executes docs/tutorial.ipynb (a few minutes) and writes the rendered copy docs/tutorial.md + docs/tutorial_files/
+tutorial: $(VENV)/.dev data
+	$(PY) scripts/render_tutorial.py
 
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check src tests

@@ -45,7 +45,7 @@ if [[ $what == eval || $what == all ]]; then
     m() { echo "--model $1=$OUT/$1/model.safetensors"; }
     # shellcheck disable=SC2046
     $ADV compare $(m standard) $(m fgsm-mix) $(m fgsm-rs) $(m ensemble) $(m pgd) $(m trades) $(m mart) \
-        --model robust-checkpoint=checkpoints/robust-seed-cnn.safetensors \
+        --model robust-checkpoint=src/advmnist/pretrained/robust-seed-cnn.safetensors \
         --title "Training recipes, seed CNN, 6 epochs each (and the shipped checkpoint)" \
         --out "$OUT/recipes" --resume
     # shellcheck disable=SC2046
@@ -74,7 +74,7 @@ if [[ $what == final ]]; then
     preset trades-90ep 'epochs = 90' 'watchdog_size = 1000'
     f() { echo "--model $1=$OUT/final-models/$1/model.safetensors"; }
     # shellcheck disable=SC2046
-    $ADV compare $(f pgd) $(f pgd-aug) --model trades=checkpoints/robust-seed-cnn.safetensors $(f mart) \
+    $ADV compare $(f pgd) $(f pgd-aug) --model trades=src/advmnist/pretrained/robust-seed-cnn.safetensors $(f mart) \
         $(f trades-90ep) --title "Defenses at their full budget, seed CNN, Linf: the final comparison" \
         --out "$OUT/final" --resume
 fi

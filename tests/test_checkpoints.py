@@ -12,7 +12,7 @@ from advmnist.io import sha256_file
 from advmnist.models import count_parameters, load_model
 from conftest import ROOT
 
-ROBUST = ROOT / "checkpoints" / "robust-seed-cnn.safetensors"
+ROBUST = ROOT / "src" / "advmnist" / "pretrained" / "robust-seed-cnn.safetensors"
 
 
 def test_the_committed_checkpoint_is_small_and_its_card_names_its_sha256() -> None:

@@ -385,11 +385,11 @@ def test_a_preset_names_its_base_and_holds_only_the_change(tmp_path: Path) -> No
 
 
 def test_the_shipped_preset_resolves_to_the_settings_its_committed_run_recorded() -> None:
-    """configs/robust-seed-cnn.toml made checkpoints/robust-seed-cnn.safetensors (its run: results/robust-seed-cnn/)."""
+    """configs/robust-seed-cnn.toml made the checkpoint in src/advmnist/pretrained/ (run: results/robust-seed-cnn/)."""
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     defaults |= {f.name: f.default for cls in RECIPES.values() for f in dataclasses.fields(cls)}
     run = json.loads((ROOT / "results" / "robust-seed-cnn" / "config.json").read_text())
-    card = json.loads((ROOT / "checkpoints" / "robust-seed-cnn.json").read_text())
+    card = json.loads((ROOT / "src" / "advmnist" / "pretrained" / "robust-seed-cnn.json").read_text())
     cfg, arch = train_config(ROOT / "configs" / "robust-seed-cnn.toml")
     settings = {**cfg.to_dict(), "arch": arch}
     for key, value in settings.items():

@@ -19,7 +19,7 @@ import torch
 import advmnist
 from advmnist.attacks import Threat, create_attack
 
-MODEL = sys.argv[1] if len(sys.argv) > 1 else "checkpoints/robust-seed-cnn.safetensors"
+MODEL = sys.argv[1] if len(sys.argv) > 1 else "src/advmnist/pretrained/robust-seed-cnn.safetensors"
 POINTS = [int(a) for a in sys.argv[2:]] or [2730, 2770, 6460, 8110]  # broken_by == "square" in per_sample.jsonl
 model, _ = advmnist.load_model(MODEL)
 test = advmnist.load_mnist("test")

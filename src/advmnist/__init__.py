@@ -40,7 +40,15 @@ _EXPORTS = {
         "UsageError",
     ],
     "advmnist.evaluation": ["Accuracy", "EvalResult", "Evaluation", "Plan", "accuracy", "evaluate", "parse_eps"],
-    "advmnist.models": ["create_model", "import_pth", "list_models", "load_model", "save_model"],
+    "advmnist.models": [
+        "create_model",
+        "import_pth",
+        "list_models",
+        "load_model",
+        "load_pretrained",
+        "pretrained_path",
+        "save_model",
+    ],
     "advmnist.reporting": ["build_report", "plot_robustness"],
     "advmnist.study": ["run_study"],
     "advmnist.tasks": [
@@ -109,8 +117,10 @@ __all__ = [
     "load_config",
     "load_mnist",
     "load_model",
+    "load_pretrained",
     "parse_eps",
     "plot_robustness",
+    "pretrained_path",
     "run_study",
     "save_model",
     "train",
@@ -153,7 +163,15 @@ if TYPE_CHECKING:
         UsageError,
     )
     from advmnist.evaluation import Accuracy, EvalResult, Evaluation, Plan, accuracy, evaluate, parse_eps
-    from advmnist.models import create_model, import_pth, list_models, load_model, save_model
+    from advmnist.models import (
+        create_model,
+        import_pth,
+        list_models,
+        load_model,
+        load_pretrained,
+        pretrained_path,
+        save_model,
+    )
     from advmnist.reporting import build_report, plot_robustness
     from advmnist.study import run_study
     from advmnist.tasks import (

@@ -15,6 +15,8 @@ from torch import nn
 
 from advmnist.attacks import Threat, create_attack
 from advmnist.demo.figure import render
+from advmnist.errors import CheckpointError
+from advmnist.models.pretrained import pretrained_path
 
 # What the UI offers -> (registry name, the norms it takes, what "steps" sets)
 ATTACKS: dict[str, tuple[str, tuple[str, ...], str | None]] = {
@@ -128,8 +130,9 @@ def draw(image: np.ndarray, outcomes: list[Outcome], attack: str, norm: str, eps
     return render(image, outcomes, f"{attack}, {NORM_NAMES[norm]} eps {eps:g}", NORM_NAMES[norm])
 
 
-def default_model_paths(root: Path | None = None) -> list[Path]:
-    """The shipped robust checkpoint, when this is a checkout that has it."""
-    root = root or Path(__file__).resolve().parents[3]
-    shipped = root / "checkpoints" / "robust-seed-cnn.safetensors"
-    return [shipped] if shipped.is_file() else []
+def default_model_paths() -> list[Path]:
+    """The shipped robust checkpoint (`advmnist.pretrained_path()`), when this installation has it."""
+    try:
+        return [pretrained_path()]
+    except CheckpointError:
+        return []

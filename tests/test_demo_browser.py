@@ -127,7 +127,7 @@ def _attack(page: Any, source: str | None = None) -> str:
     page.locator("#go").click()
     summary, status = page.locator("#summary"), page.locator("#status")
     summary.get_by_text("fooled").or_(status.get_by_text("Error")).first.wait_for(timeout=TIMEOUT_MS)
-    return summary.inner_text() + "\n" + status.inner_text()
+    return summary.inner_text() + "\n" + (status.inner_text() if status.count() else "")
 
 
 def _row_of(text: str, model: str, eps: float) -> tuple[int, int, bool]:
@@ -355,9 +355,10 @@ def test_each_attack_and_norm_brings_its_own_defaults(browser: Any, demo_url: st
     page.close()
 
 
-def _picked_index(page: Any, seed: str = "") -> int:
-    """Click 'random test image' with `seed` in the seed field; the index in the new caption."""
-    page.locator("#seed").get_by_role("textbox").fill(seed)
+def _picked_index(page: Any, seed: str | None = None) -> int:
+    """Click 'random test image' (after typing `seed` in the seed field); the index in the new caption."""
+    if seed is not None:
+        page.locator("#seed").get_by_role("textbox").fill(seed)
     caption = page.locator("#picked")
     before = caption.inner_text()
     page.locator("#pick").click()
@@ -373,7 +374,7 @@ def test_random_test_images_are_new_each_click_unless_seeded(browser: Any, demo_
     page.goto(demo_url, timeout=TIMEOUT_MS)
     first, second = _picked_index(page), _picked_index(page)  # no seed: a new image each click
     seeded = _picked_index(page, "5")
-    _picked_index(page)
+    _picked_index(page, "")  # the seed cleared: random again
     assert first != second and _picked_index(page, "5") == seeded
     page.close()
 
@@ -405,9 +406,9 @@ def test_the_summary_table_keeps_words_whole_on_a_phone(browser: Any, demo_url: 
     page = browser.new_page(viewport={"width": 390, "height": 844})
     page.goto(demo_url, timeout=TIMEOUT_MS)
     page.locator("#upload input[type=file]").set_input_files(str(_digit_png(tmp_path / "one.png")))
-    text = _attack(page)
+    text = _attack(page, "upload")
     assert "Error" not in text
     table = page.locator("#summary table")
-    assert table.locator("td").count() >= 12  # two models, six columns
+    assert table.locator("td").count() >= 6  # a row of six columns at least
     assert table.evaluate(_BROKEN_WORDS) == []
     page.close()

@@ -9,6 +9,7 @@ attack button. The input the user touched last (drawn, uploaded or picked) is th
 from __future__ import annotations
 
 import io
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from advmnist.demo.engine import (
 from advmnist.demo.preprocess import MAX_UPLOAD_BYTES, ImageError, decode_upload, to_gray, to_mnist
 from advmnist.errors import AdvmnistError
 
+log = logging.getLogger(__name__)
 QUICK_BASELINE = "quick baseline (trained on first use)"
 AUTO_LABEL = "auto (clean prediction)"
 NO_TARGET = "none (untargeted)"
@@ -295,20 +297,23 @@ def _wire_attack(gr: Any, ui: dict[str, Any], shelf: ModelShelf) -> None:
     def run(  # Gradio passes each widget as an argument
         source: str, sketch: Any, upload: bytes | None, picked: np.ndarray | None, label: str, target: str,
         names: list[str], attack: str, norm: str, eps: float, steps: float, queries: float,
-        progress: Any = gr.Progress(),  # noqa: B008  (Gradio's way to ask for a progress bar)
     ) -> tuple[Any, ...]:  # fmt: skip
         request = Request(source, sketch, upload, picked, label, target, names, attack, norm, eps, steps, queries)
-        return run_request(shelf, request, say=lambda msg: progress(0.5, desc=msg))
+        return run_request(shelf, request, say=lambda msg: log.info("demo: %s", msg))
 
     def starting(attack: str, names: list[str]) -> str:
-        first_use = " (the quick baseline trains first: ~20 s, once)" if set(names) & set(shelf.lazy) else ""
+        first_use = " (the quick baseline is prepared first: up to ~20 s, once)" if set(names) & set(shelf.lazy) else ""
         return f"Working: {attack} on {len(names)} model(s){first_use}..."
 
     fields = ["source", "sketch", "upload", "picked", "label", "target", "names", "attack", "norm", "eps"]
     outputs = [ui["seen"], ui["result"], ui["summary"], ui["status"]]
     ui["go"].click(starting, [ui["attack"], ui["names"]], ui["status"], queue=False).then(
-        run, [ui[f] for f in [*fields, "steps", "queries"]], outputs, show_progress_on=ui["status"]
-    )
+        run,
+        [ui[f] for f in [*fields, "steps", "queries"]],
+        outputs,
+        show_progress="minimal",
+        show_progress_on=ui["status"],
+    )  # the status line says what runs (a timer beside it), then the result or the error
 
 
 def build_app(shelf: ModelShelf, data_dir: str | None = None) -> Any:

@@ -256,6 +256,7 @@ def test_each_attack_and_norm_has_its_own_controls() -> None:
 def test_the_input_follows_the_user_and_picks_are_new_unless_seeded() -> None:
     pytest.importorskip("gradio", reason="the [demo] extra")
     from advmnist.demo.app import AUTO_LABEL, NO_TARGET, ModelShelf, Request, TestImages, run_request, source_changed
+    from advmnist.errors import DataError
 
     assert source_changed("pick", "test image 8, label 9", 9, "9") == ("test image 8, label 9", "9")
     assert source_changed("draw", "test image 8, label 9", 9, "9") == ("", AUTO_LABEL)  # caption and label go
@@ -266,6 +267,18 @@ def test_the_input_follows_the_user_and_picks_are_new_unless_seeded() -> None:
     with pytest.raises(ValueError, match="seed must be a whole number"):
         test.pick("abc")
     shelf = ModelShelf(loaded={"lin": create_model("linear")})
+
+    def offline() -> torch.nn.Module:
+        raise DataError("MNIST not found")
+
+    shelf_offline = ModelShelf(loaded={"lin": create_model("linear")}, lazy={"baseline": offline})
+    drawn = Request(
+        "draw", {"composite": _stroke_on_paper()}, None, None, AUTO_LABEL, NO_TARGET, ["lin", "baseline"],
+        "PGD", "Linf", 0.3, 5, 1000,
+    )  # fmt: skip
+    seen, figure, summary, status = run_request(shelf_offline, drawn, say=lambda _: None)
+    assert "| lin |" in summary and "baseline" not in summary and "Left out: baseline: MNIST not found" in status
+    assert shelf_offline.names() == ["lin", "baseline"]  # still offered: it may work next time
     empty = Request(
         "draw", {"composite": None}, None, None, AUTO_LABEL, NO_TARGET, ["lin"], "PGD", "Linf", 0.3, 40, 1000
     )

@@ -60,8 +60,20 @@ class ModelShelf:
         for name in names:
             if name in self.lazy:
                 say(f"{name}: preparing it (first use only)")
-                self.loaded[name] = self.lazy.pop(name)()
+                self.loaded[name] = self.lazy[name]()
+                del self.lazy[name]  # only once built: a failed build is offered again
         return {name: self.loaded[name] for name in names}
+
+    def available(self, names: list[str], say: Callable[[str], None]) -> tuple[dict[str, nn.Module], list[str]]:
+        """The models of `names` that can be had, and why the others cannot (e.g. no MNIST to train
+        the quick baseline on, offline): the robust model is still attacked without it."""
+        problems = []
+        for name in names:
+            try:
+                self.get([name], say)
+            except AdvmnistError as exc:
+                problems.append(f"{name}: {exc}")
+        return {n: self.loaded[n] for n in names if n in self.loaded}, problems
 
 
 def quick_baseline(cache: Path, data_dir: str | None = None) -> nn.Module:
@@ -157,7 +169,8 @@ def attack_changed(attack: str, norm: str) -> tuple[dict[str, Any], ...]:
     if spec.targetable:
         target = {"interactive": True, "info": f"{' and '.join(TARGETABLE)} can pull the image to a class"}
     else:
-        target = {"interactive": False, "value": NO_TARGET, "info": f"{attack} is untargeted; FGSM and PGD can target"}
+        note = f"{attack} is untargeted; {' and '.join(TARGETABLE)} can target"
+        target = {"interactive": False, "value": NO_TARGET, "info": note}
     norms = [NORM_NAMES[n] for n in spec.norms]
     return steps, queries, target, {"value": norm if norm in norms else norms[0]}
 
@@ -205,7 +218,9 @@ def run_request(shelf: ModelShelf, r: Request, say: Callable[[str], None]) -> tu
         budget = r.queries if spec and spec.budget and spec.budget.knob == "queries" else r.steps
         label = None if r.label == AUTO_LABEL else int(r.label)
         target = None if r.target == NO_TARGET else int(r.target)
-        models = shelf.get(list(r.names), say=say)
+        models, problems = shelf.available(list(r.names), say=say)
+        if not models:
+            raise ImageError("; ".join(problems))
         say(f"{r.attack} on {len(models)} model(s)")
         norm = r.norm.lower()
         outcomes = attack_image(models, image, label, r.attack, norm, float(r.eps), int(budget), target=target)
@@ -215,6 +230,7 @@ def run_request(shelf: ModelShelf, r: Request, say: Callable[[str], None]) -> tu
     figure = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
     fooled = sum(o.success for o in outcomes)
     status = f"Done: {fooled} of {len(outcomes)} model(s) {'reached the target' if target is not None else 'fooled'}."
+    status += "".join(f" Left out: {problem}." for problem in problems)
     return _upscaled(image), figure, summary_markdown(outcomes, r.attack, norm, float(r.eps)), status
 
 

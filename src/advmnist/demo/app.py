@@ -292,9 +292,9 @@ def _wire_inputs(gr: Any, ui: dict[str, Any], test: TestImages) -> None:
     # no `input` event for brush strokes, hence `change`. Then the picked image's caption and label go.
     for event, source in ((ui["sketch"].change, "draw"), (ui["upload"].upload, "upload")):
         event(None, None, ui["source"], js=f"() => '{source}'").then(
-            lambda label, choice, source=source: source_changed(source, "", label, choice),
+            lambda label, choice, source=source: (*source_changed(source, "", label, choice), None),
             [ui["picked_label"], ui["label"]],
-            [ui["picked_info"], ui["label"]],
+            [ui["picked_info"], ui["label"], ui["seen"]],  # the last image seen is stale too
         )
     ui["source"].input(  # the user's own click on the radio
         source_changed, [ui["source"], ui["caption"], ui["picked_label"], ui["label"]], [ui["picked_info"], ui["label"]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import socket
 import struct
 import zlib
 
@@ -154,6 +155,31 @@ def test_the_quick_baseline_trains_once_then_loads(real_mnist: None, tmp_path) -
     again = quick_baseline(tmp_path)  # from the cache this time: nothing is retrained or rewritten
     assert (tmp_path / "quick-baseline.safetensors").stat().st_mtime_ns == saved
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True))
+    _first_attack_shows_a_fooled_baseline_beside_the_robust_model(tmp_path)
+
+
+def _first_attack_shows_a_fooled_baseline_beside_the_robust_model(cache) -> None:  # noqa: ANN001
+    """What a newcomer sees: every model ticked (the shipped robust one and the quick baseline, here
+    from `cache`), each attack at its demo defaults, eps at the MNIST standard of its norm."""
+    from advmnist.data import load_mnist
+    from advmnist.demo.app import QUICK_BASELINE, make_shelf
+    from advmnist.demo.engine import EPS
+
+    shelf = make_shelf([], cache)
+    assert shelf.names() == ["robust-seed-cnn", QUICK_BASELINE]  # the app ticks them all
+    models = shelf.get(shelf.names())
+    test = load_mnist("test", n=5)
+    linf, l2 = EPS["linf"].standard, EPS["l2"].standard
+    for i in range(4):
+        image, label = test.x[i, 0].numpy(), int(test.y[i])
+        robust, baseline = attack_image(models, image, label, "PGD", "linf", linf)
+        assert baseline.success and not robust.success, i
+        (square,) = attack_image({"b": models[QUICK_BASELINE]}, image, label, "Square", "linf", linf)
+        assert square.success, i  # 1,000 queries (40, the old shared slider, fooled nothing)
+    image, label = test.x[4, 0].numpy(), int(test.y[4])
+    (pgd,) = attack_image({"b": models[QUICK_BASELINE]}, image, label, "PGD", "l2", l2)
+    (cw,) = attack_image({"b": models[QUICK_BASELINE]}, image, label, "CW-L2", "l2", l2)
+    assert pgd.success and cw.success  # CW-L2 at 100 steps (at 40 it failed here)
 
 
 @pytest.mark.parametrize(
@@ -165,3 +191,100 @@ def test_demo_cli_bad_input_is_one_line_exit_2(flags: list[str], message: str) -
 
     proc = run_cli("demo", *flags)
     assert proc.returncode == 2 and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_demo_cli_busy_port_is_one_line_exit_2() -> None:
+    from conftest import run_cli
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = run_cli("demo", "--port", str(port))
+    assert proc.returncode == 2, proc.stderr
+    assert f"port {port} on 127.0.0.1 is not free" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_a_targeted_attack_succeeds_when_it_reaches_the_target() -> None:
+    torch.manual_seed(0)
+    model = create_model("linear").eval()
+    image = to_mnist(to_gray(_stroke_on_paper()))
+    (clean,) = attack_image({"lin": model}, image, None, "FGSM", "linf", 0.01)
+    target = (clean.pred_before + 1) % 10
+    (out,) = attack_image({"lin": model}, image, None, "PGD", "linf", 0.3, target=target)
+    assert out.target == target and out.success and out.pred_after == target  # reached, not merely moved
+    (weak,) = attack_image({"lin": model}, image, None, "PGD", "linf", 0.001, 1, target=target)
+    assert not weak.success and weak.pred_after != target
+    assert "targeted at" in summary_markdown([out], "PGD", "linf", 0.3)
+    for attack in ("APGD-CE", "CW-L2", "Square"):
+        with pytest.raises(ValueError, match=f"{attack} is untargeted"):
+            attack_image({"lin": model}, image, None, attack, "l2", 2.0, target=target)
+    with pytest.raises(ValueError, match="is the true label"):
+        attack_image({"lin": model}, image, 3, "PGD", "linf", 0.3, target=3)
+
+
+def test_fooled_is_measured_against_the_true_label() -> None:
+    torch.manual_seed(0)
+    model = create_model("linear").eval()
+    image = to_mnist(to_gray(_stroke_on_paper()))
+    (auto,) = attack_image({"lin": model}, image, None, "PGD", "linf", 0.001, 1)
+    assert not auto.success and not auto.labelled and auto.label == auto.pred_before
+    wrong = (auto.pred_before + 1) % 10  # the user says the digit is another one: the model is wrong already
+    (out,) = attack_image({"lin": model}, image, wrong, "PGD", "linf", 0.001, 1)
+    assert out.labelled and out.label == wrong and out.success and out.pred_after != wrong
+    text = summary_markdown([out], "PGD", "linf", 0.001)
+    assert f"true label {wrong}" in text and "already wrong before the attack" in text
+    assert "no true label given" in summary_markdown([auto], "PGD", "linf", 0.001)
+
+
+def test_each_attack_and_norm_has_its_own_controls() -> None:
+    pytest.importorskip("gradio", reason="the [demo] extra")
+    from advmnist.demo.app import NO_TARGET, attack_changed, norm_changed
+
+    steps, queries, target, norm = attack_changed("Square", "Linf")
+    assert queries == {"visible": True, "minimum": 100, "maximum": 5000, "step": 100, "value": 1000}
+    assert steps == {"visible": False} and target["interactive"] is False and target["value"] == NO_TARGET
+    steps, queries, target, norm = attack_changed("CW-L2", "Linf")
+    assert steps["visible"] and steps["value"] == 100 and not queries["visible"] and norm == {"value": "L2"}
+    steps, _, target, norm = attack_changed("PGD", "L2")
+    assert steps["value"] == 40 and target["interactive"] is True and norm == {"value": "L2"}
+    assert norm_changed("L2")["maximum"] == 5.0 and norm_changed("L2")["value"] == 2.0
+    assert norm_changed("Linf")["maximum"] == 0.5 and norm_changed("Linf")["value"] == 0.3
+    assert "MNIST standard: 2" in norm_changed("L2")["label"]
+
+
+def test_the_input_follows_the_user_and_picks_are_new_unless_seeded() -> None:
+    pytest.importorskip("gradio", reason="the [demo] extra")
+    from advmnist.demo.app import AUTO_LABEL, NO_TARGET, ModelShelf, Request, TestImages, run_request, source_changed
+    from advmnist.errors import DataError
+
+    assert source_changed("pick", "test image 8, label 9", 9, "9") == ("test image 8, label 9", "9")
+    assert source_changed("draw", "test image 8, label 9", 9, "9") == ("", AUTO_LABEL)  # caption and label go
+    assert source_changed("upload", "test image 8, label 9", 9, "4") == ("", "4")  # the user's own label stays
+    test = TestImages(x=torch.rand(10_000, 1, 28, 28), y=torch.arange(10_000) % 10)
+    assert len({test.pick(None)[2] for _ in range(5)}) > 1 and len({test.pick(" ")[2] for _ in range(5)}) > 1
+    assert test.pick("5")[2] == test.pick(5)[2]
+    with pytest.raises(ValueError, match="seed must be a whole number"):
+        test.pick("abc")
+    shelf = ModelShelf(loaded={"lin": create_model("linear")})
+
+    def offline() -> torch.nn.Module:
+        raise DataError("MNIST not found")
+
+    shelf_offline = ModelShelf(loaded={"lin": create_model("linear")}, lazy={"baseline": offline})
+    drawn = Request(
+        "draw", {"composite": _stroke_on_paper()}, None, None, AUTO_LABEL, NO_TARGET, ["lin", "baseline"],
+        "PGD", "Linf", 0.3, 5, 1000,
+    )  # fmt: skip
+    seen, figure, summary, status = run_request(shelf_offline, drawn, say=lambda _: None)
+    assert "| lin |" in summary and "baseline" not in summary and "Left out: baseline: MNIST not found" in status
+    assert shelf_offline.names() == ["lin", "baseline"]  # still offered: it may work next time
+    empty = Request(
+        "draw", {"composite": None}, None, None, AUTO_LABEL, NO_TARGET, ["lin"], "PGD", "Linf", 0.3, 40, 1000
+    )
+    assert run_request(shelf, empty, say=lambda _: None) == (
+        None,
+        None,
+        "",
+        "**Error:** the canvas is empty: draw a digit",
+    )

@@ -26,7 +26,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--model", action="append", default=[], help="a checkpoint (repeat; default: the shipped one)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, help="port (default: the first free one from 7860)")
+    p.add_argument("--port", type=int, help="port (default: the first free one from 7860; a busy one: exit 2)")
     data_dir_option(p)
     p.set_defaults(func=run_demo)
 
@@ -64,8 +64,31 @@ def run_demo(args: argparse.Namespace) -> int:
         raise ConfigError(f"model(s) not found: {', '.join(missing)}")
     if args.port is not None and not 1 <= args.port <= 65535:
         raise UsageError(f"--port must be in [1, 65535], got {args.port}")
+    if args.port is not None:
+        _check_port_free(args.host, args.port)
     launch(args.model, host=args.host, port=args.port, data_dir=args.data_dir)
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """A busy port is the user's to fix: one line (Gradio would raise a traceback after loading everything)."""
+    import socket
+
+    from advmnist.errors import UsageError
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise UsageError(f"--host {host}: cannot resolve it ({exc.strerror})") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is free
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise UsageError(
+                f"port {port} on {host} is not free ({exc.strerror}): choose another --port, "
+                "or leave it out for the first free one from 7860"
+            ) from None
 
 
 def run_import_pth(args: argparse.Namespace) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,11 +14,10 @@ from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 from PIL import Image, ImageDraw
 
-from advmnist import create_model, load_model
+from advmnist import create_model, load_model, pretrained_path
 from advmnist.demo.engine import attack_image, draw
 from advmnist.demo.preprocess import ImageError, decode_upload, prepare, prepare_upload, to_gray, to_mnist
 
-ROBUST = Path(__file__).resolve().parents[1] / "checkpoints" / "robust-seed-cnn.safetensors"
 PHONE_SHOWN_PX = 324  # a 390 px wide phone shows the result image this wide (Gradio's margins; measured)
 LEGIBLE_PX = 10  # the smallest text, as shown on that phone
 
@@ -66,7 +64,7 @@ def test_a_photographed_eight_becomes_an_mnist_eight() -> None:
         for dx in range(-2, 3):
             near |= np.roll(np.roll(ink, dy, 0), dx, 1)
     assert out[~near].max() <= 0.02  # a clean black background: no grey paper, no noise
-    model = load_model(ROBUST)[0].eval()
+    model = load_model(pretrained_path())[0].eval()
     with torch.no_grad():
         assert int(model(torch.from_numpy(out).reshape(1, 1, 28, 28)).argmax()) == 8
     assert any("background" in note for note in prepared.notes)

@@ -30,7 +30,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("run", parents=[common], help="the whole seed study")
     p.add_argument("--config", help="TOML file (default: the seed's settings, configs/seed.toml)")
     p.add_argument("--out", help="output folder (default runs/<name>)")
-    p.add_argument("--quick", action="store_true", help="small subset, same outputs, < 2 minutes")
+    p.add_argument("--quick", action="store_true", help="small subset (5k train, 1k test, 2 epochs), same outputs")
     p.add_argument("--resume", action="store_true", help="continue a killed run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     data_dir_option(p)

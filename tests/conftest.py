@@ -9,7 +9,9 @@ import os
 import struct
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -153,3 +155,16 @@ def synthetic_config(
         f'[defended]\nrecipe = "fgsm-mix"\nepochs = {epochs[1]}\ntrain_eps = "8/255"\n'
     )
     return path
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One headless Chromium (Debian's, driven by Playwright) per test module; see tests/browser.py."""
+    from browser import CHROMIUM_FLAGS, chromium_path
+
+    executable = chromium_path()
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev extra")
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
+        yield chromium
+        chromium.close()

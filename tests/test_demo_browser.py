@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -27,33 +26,7 @@ from PIL import Image
 from advmnist.models import create_model, save_model
 from conftest import _USER_CACHE
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu"]
 TIMEOUT_MS = 60_000
-
-
-def _chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], env=env, check=False, capture_output=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, check=False, capture_output=True)
-        path = shutil.which("chromium")
-    if path is None:
-        reason = "Chromium is not installed and apt could not install it (needs root and Debian's repositories)"
-        if os.environ.get("ADVMNIST_REQUIRE_BROWSER"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = _chromium()
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev extra")
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
 
 
 def _free_port() -> int:

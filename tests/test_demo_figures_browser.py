@@ -15,7 +15,7 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from test_demo_browser import TIMEOUT_MS, browser, demo_url  # noqa: F401  (fixtures)
+from test_demo_browser import TIMEOUT_MS, demo_url  # noqa: F401  (a fixture)
 from test_demo_figures import LEGIBLE_PX, _soft_one, captured, draw_figure, smallest_text_px  # noqa: F401
 
 MEASURE = (

@@ -8,9 +8,6 @@ and one browser serve the whole module.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +21,6 @@ try:
 except ImportError:  # tests/ imported as a package
     from tests.fake_run import make_fake_run
 
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu"]
 VIEWPORT = {"width": 1280, "height": 900}
 MIN_TEXT_PX = 10  # the smallest text a reader should meet on the page, in CSS pixels
 # The six checks a real evaluation records for each model (from a real run's fgsm_attack_results.json).
@@ -37,31 +33,6 @@ CHECKS = [
     ("robust accuracy does not rise with eps (fgsm)", "non-increasing", WHY_RISE),
     ("an unbounded budget breaks every point", "PGD-20 at eps 1 leaves 0.0% of 64 points correct", "else blind"),
 ]
-
-
-def _chromium() -> str:
-    path = shutil.which("chromium")
-    if path is None and hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], env=env, check=False, capture_output=True)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], env=env, check=False, capture_output=True)
-        path = shutil.which("chromium")
-    if path is None:
-        reason = "Chromium is not installed and apt could not install it (needs root and Debian's repositories)"
-        if os.environ.get("ADVMNIST_REQUIRE_BROWSER"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = _chromium()
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is a dev extra")
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

@@ -168,3 +168,18 @@ def browser() -> Iterator[Any]:
         chromium = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS)
         yield chromium
         chromium.close()
+
+
+def as_nobody() -> list[str]:
+    """The command prefix that runs a child as user nobody (setpriv); skips, saying why, where it
+    cannot: not root, no setpriv, or this checkout's folders are private (nobody cannot import advmnist)."""
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root and setpriv to run a child as user nobody")
+    prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+    probe = [*prefix, sys.executable, "-c", "import advmnist.data"]
+    if subprocess.run(probe, capture_output=True, env={"PYTHONPATH": str(ROOT / "src")}, check=False).returncode:
+        pytest.skip(f"user nobody cannot run {sys.executable} with advmnist (its folders are private)")
+    return prefix

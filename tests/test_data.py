@@ -16,7 +16,7 @@ import torch
 
 from advmnist.data import DatasetSpec, fetch_mnist, iterate_batches, load_mnist, parse_idx, read_idx
 from advmnist.errors import DataError
-from conftest import NAMES, idx_bytes, synthetic_digits, write_synthetic
+from conftest import NAMES, as_nobody, idx_bytes, synthetic_digits, write_synthetic
 
 
 def test_idx_round_trip_plain_and_gzip() -> None:
@@ -390,14 +390,8 @@ def test_an_unreadable_data_folder_for_an_unprivileged_user() -> None:
     import sys
     import tempfile
 
-    setpriv = shutil.which("setpriv")
-    as_nobody = [setpriv or "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    nobody = as_nobody()
     src = str(Path(__file__).resolve().parents[1] / "src")
-    probe = [*as_nobody, sys.executable, "-c", "import advmnist.data"]
-    if os.geteuid() != 0 or setpriv is None:
-        pytest.skip("needs root and setpriv to run a child as user nobody")
-    if subprocess.run(probe, capture_output=True, env={"PYTHONPATH": src}, check=False).returncode != 0:
-        pytest.skip(f"user nobody cannot run {sys.executable} with advmnist (its folders are private)")
     top = Path(tempfile.mkdtemp(prefix="advmnist-perm-"))
     try:
         top.chmod(0o755)
@@ -405,7 +399,7 @@ def test_an_unreadable_data_folder_for_an_unprivileged_user() -> None:
         write_synthetic(folder)
         folder.chmod(0o000)
         proc = subprocess.run(
-            [*as_nobody, sys.executable, "-m", "advmnist", "data", "--data-dir", str(folder), "--no-mirrors"],
+            [*nobody, sys.executable, "-m", "advmnist", "data", "--data-dir", str(folder), "--no-mirrors"],
             capture_output=True,
             text=True,
             env={"PYTHONPATH": src, "ADVMNIST_CACHE": str(top / "cache"), "PATH": str(top)},
